@@ -1,0 +1,24 @@
+// The Python module detectron2._C.
+//
+// Torch operators (torch.ops.detectron2.*) register themselves from their own op
+// folders through TORCH_LIBRARY_FRAGMENT; this file only binds the plain module
+// functions that upstream exposes through pybind11. It is the one translation unit
+// that includes torch/extension.h (slow to compile).
+#include <torch/extension.h>
+
+#include "version.h"
+
+namespace detectron2 {
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "detectron2 compiled ops (CPU and CUDA kernels, COCO evaluation core)";
+
+  m.def("get_compiler_version", &get_compiler_version, "Compiler that built this extension");
+  m.def("get_cuda_version", &get_cuda_version, "CUDA runtime version this extension was built with");
+  m.def("has_cuda", &has_cuda, "Whether the CUDA kernels were compiled in");
+
+  // --- deformable convolution (ops/deform_conv) ---
+  // --- COCO evaluation core (cocoeval) ---
+}
+
+}  // namespace detectron2
