@@ -92,6 +92,10 @@ def _load_config_module(path: str) -> ModuleType:
     with PathManager.open(path, "r") as f:
         content = f.read()
     exec(compile(content, path, "exec"), module.__dict__)
+    # Public dicts become configs, whichever way the importer reaches them.
+    for name, value in list(module.__dict__.items()):
+        if not name.startswith("_"):
+            module.__dict__[name] = _cast_to_config(value)
     return module
 
 
@@ -118,8 +122,8 @@ def _patch_import():
     """Make relative imports inside config files load sibling config files.
 
     Config files are not in a real package, so ``from .base import model`` (or
-    ``from . import base``) is resolved against the importing file's directory. The
-    names imported this way are cast to configs like top-level values.
+    ``from . import base``) is resolved against the importing file's directory. Public
+    dicts of files imported this way are cast to configs like top-level values.
     """
     old_import = builtins.__import__
 
@@ -133,7 +137,6 @@ def _patch_import():
             for attr in fromlist or ():
                 if attr not in module.__dict__:
                     raise ImportError(f"Cannot import name '{attr}' from config file {module.__file__}")
-                module.__dict__[attr] = _cast_to_config(module.__dict__[attr])
             return module
         # "from . import a, b": each name is a sibling file, returned as an attribute.
         container = ModuleType(_random_package_name(importer))
