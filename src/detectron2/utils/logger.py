@@ -29,6 +29,8 @@ class _ColorfulFormatter(logging.Formatter):
         super().__init__(*args, **kwargs)
 
     def formatMessage(self, record: logging.LogRecord) -> str:
+        # A copy: other handlers (the log file) must still see the full name.
+        record = logging.makeLogRecord(record.__dict__)
         record.name = record.name.replace(self._root_name, self._abbrev_name)
         log = super().formatMessage(record)
         if record.levelno == logging.WARNING:
