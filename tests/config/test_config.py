@@ -191,3 +191,11 @@ def test_set_global_cfg_updates_the_shared_object():
     finally:
         set_global_cfg(CfgNode())
     assert len(global_cfg) == 0
+
+
+def test_python_config_file_needs_allow_unsafe():
+    cfg = get_cfg()
+    cfg.merge_from_file(str(DATA / "python_cfg.py"))
+    assert cfg.SOLVER.BASE_LR == 0.25 and tuple(cfg.SOLVER.STEPS) == (10, 20)
+    with pytest.raises(ValueError, match="allow_unsafe"):
+        get_cfg().merge_from_file(str(DATA / "python_cfg.py"), allow_unsafe=False)

@@ -146,3 +146,10 @@ def test_yaml_config_load(tmp_path):
     path.write_text("a: 1\nb:\n  c: [1, 2]\n")
     cfg = LazyConfig.load(str(path))
     assert cfg.a == 1 and list(cfg.b.c) == [1, 2]
+
+
+def test_save_plain_dict(tmp_path):
+    path = str(tmp_path / "plain.yaml")
+    LazyConfig.save({"a": 1, "call": {"_target_": _adder, "a": 2}}, path)
+    again = LazyConfig.load(path)
+    assert again.a == 1 and instantiate(again.call) == 2

@@ -3,6 +3,7 @@ the @configurable decorator."""
 import functools
 import inspect
 import logging
+import os
 from typing import Any, Callable, Dict, Optional
 
 from fvcore.common.config import CfgNode as _CfgNode
@@ -29,12 +30,18 @@ class CfgNode(_CfgNode):
     def merge_from_file(self, cfg_filename: str, allow_unsafe: bool = True) -> None:
         """Merge a YAML file (and its ``_BASE_`` chain) into this config.
 
+        A ``.py`` file (yacs style: it defines a dict or CfgNode named ``cfg``) is
+        executed, which is only done with ``allow_unsafe=True``.
+
         A file whose VERSION is older than this config's (or that has no VERSION and
         looks old) is merged into a downgraded copy and the result upgraded back.
         """
         if not PathManager.isfile(cfg_filename):
             raise FileNotFoundError(f"Config file '{cfg_filename}' does not exist!")
-        loaded_cfg = type(self)(self.load_yaml_with_base(cfg_filename, allow_unsafe=allow_unsafe))
+        if os.path.splitext(cfg_filename)[1] == ".py":
+            loaded_cfg = type(self)(_load_python_cfg(cfg_filename, allow_unsafe))
+        else:
+            loaded_cfg = type(self)(self.load_yaml_with_base(cfg_filename, allow_unsafe=allow_unsafe))
 
         from .defaults import _C
 
@@ -71,6 +78,21 @@ class CfgNode(_CfgNode):
     def dump(self, *args, **kwargs) -> str:
         """The config as a YAML string (arguments go to ``yaml.safe_dump``)."""
         return super().dump(*args, **kwargs)
+
+
+def _load_python_cfg(filename: str, allow_unsafe: bool) -> dict:
+    """The ``cfg`` dict/CfgNode defined by a python config file (runs the file)."""
+    if not allow_unsafe:
+        raise ValueError(
+            f"Config file '{filename}' is python code; loading it executes it: pass allow_unsafe=True"
+        )
+    from detectron2.utils.env import _import_file
+
+    module = _import_file("detectron2.config._python_cfg", PathManager.get_local_path(filename))
+    cfg = getattr(module, "cfg", None)
+    if not isinstance(cfg, dict):
+        raise TypeError(f"Python config file '{filename}' must define 'cfg' as a dict or CfgNode, got {type(cfg)}")
+    return cfg
 
 
 global_cfg = CfgNode()

@@ -217,6 +217,8 @@ class LazyConfig:
         import cloudpickle
 
         logger = logging.getLogger(__name__)
+        if not OmegaConf.is_config(cfg):  # a plain dict/list config
+            cfg = OmegaConf.create(cfg, flags={"allow_objects": True})
         try:
             cfg = deepcopy(cfg)
         except Exception:

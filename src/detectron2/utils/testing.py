@@ -40,7 +40,7 @@ def assert_instances_allclose(input, other, *, rtol: float = 1e-5, msg: str = ""
     msg = msg.rstrip() + " " if msg else "Two Instances are different! "
     size_msg = msg + f"image_size is {input.image_size} vs. {other.image_size}!"
     if size_as_tensor:
-        same_size = torch.equal(torch.tensor(input.image_size), torch.tensor(other.image_size))
+        same_size = torch.equal(torch.as_tensor(input.image_size), torch.as_tensor(other.image_size))
     else:
         same_size = input.image_size == other.image_size
     assert same_size, size_msg
