@@ -199,3 +199,31 @@ def test_python_config_file_needs_allow_unsafe():
     assert cfg.SOLVER.BASE_LR == 0.25 and tuple(cfg.SOLVER.STEPS) == (10, 20)
     with pytest.raises(ValueError, match="allow_unsafe"):
         get_cfg().merge_from_file(str(DATA / "python_cfg.py"), allow_unsafe=False)
+
+
+def test_model_zoo_style_config():
+    cfg = get_cfg()
+    cfg.merge_from_file(str(DATA / "mask_rcnn_like.yaml"))
+    assert cfg.MODEL.MASK_ON and cfg.MODEL.BACKBONE.NAME == "build_resnet_fpn_backbone"
+    assert cfg.MODEL.RPN.IN_FEATURES == ["p2", "p3", "p4", "p5", "p6"]
+    assert cfg.MODEL.RPN.POST_NMS_TOPK_TRAIN == 1000
+    assert cfg.MODEL.ROI_BOX_HEAD.NUM_FC == 2 and cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION == 7
+    assert tuple(cfg.DATASETS.TRAIN) == ("coco_2017_train",)
+    assert tuple(cfg.INPUT.MIN_SIZE_TRAIN) == (640, 672, 704, 736, 768, 800)
+    cfg.merge_from_list(["MODEL.DEVICE", "cpu", "SOLVER.BASE_LR", "0.01"])
+    assert cfg.MODEL.DEVICE == "cpu" and cfg.SOLVER.BASE_LR == 0.01
+    cfg.freeze()
+    with pytest.raises(AttributeError):
+        cfg.SEED = 3
+
+
+def test_cfgnode_pickles_and_clones():
+    import pickle
+
+    cfg = get_cfg()
+    cfg.SEED = 5
+    again = pickle.loads(pickle.dumps(cfg))
+    assert isinstance(again, CfgNode) and again == cfg
+    clone = cfg.clone()
+    clone.MODEL.RPN.IN_FEATURES.append("p7")
+    assert cfg.MODEL.RPN.IN_FEATURES == ["res4"]
