@@ -209,3 +209,19 @@ def test_common_metric_printer_without_timing(caplog):
     assert len(messages) == 2
     assert "lr: N/A" in messages[0] and "eta" not in messages[0]
     assert "eta:" in messages[1]
+
+
+def test_smoothed_values_equal_history_buffer_median():
+    import random
+
+    rng = random.Random(0)
+    with EventStorage() as s:
+        for it in range(300):
+            s.put_scalar("loss", rng.random())
+            s.put_scalar("sparse", rng.random(), cur_iter=it // 3)  # several puts per iteration
+            s.step()
+        for window in (1, 2, 3, 19, 20, 1000):
+            smoothed = s.latest_with_smoothing_hint(window)
+            for name in ("loss", "sparse"):
+                expected = s.history(name).median(s.count_samples(name, window))
+                assert smoothed[name][0] == expected, (name, window)
