@@ -66,6 +66,7 @@ def test_setup_environment_runs_env_module_once(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("DETECTRON2_ENV_MODULE", "d2_custom_env_mod")
     monkeypatch.setattr(env, "_ENV_SETUP_DONE", False)
+    monkeypatch.setenv("OPENCV_OPENCL_RUNTIME", "")  # restored after the test
     env.setup_environment()
     env.setup_environment()
     import d2_custom_env_mod

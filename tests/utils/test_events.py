@@ -225,3 +225,13 @@ def test_smoothed_values_equal_history_buffer_median():
             for name in ("loss", "sparse"):
                 expected = s.history(name).median(s.count_samples(name, window))
                 assert smoothed[name][0] == expected, (name, window)
+
+
+def test_put_scalar_accepts_device_tensors(device):
+    with EventStorage() as s:
+        s.put_scalar("loss", torch.tensor(0.25, device=device))
+        s.put_scalars(a=torch.ones((), device=device), b=torch.tensor([2.0], device=device))
+        s.put_histogram("h", torch.arange(4.0, device=device), bins=2)
+    assert s.latest()["loss"] == (0.25, 0)
+    assert s.latest()["a"][0] == 1.0 and s.latest()["b"][0] == 2.0
+    assert s._histograms[0]["bucket_counts"] == [2.0, 2.0]

@@ -5,9 +5,9 @@ import builtins
 import collections.abc as abc
 import importlib.machinery
 import importlib.util
-import inspect
 import logging
 import os
+import sys
 import uuid
 from contextlib import contextmanager
 from copy import deepcopy
@@ -157,8 +157,8 @@ class LazyConfig:
     @staticmethod
     def load_rel(filename: str, keys: Union[None, str, Tuple[str, ...]] = None):
         """Like ``load``, with ``filename`` relative to the file of the caller."""
-        caller_frame = inspect.stack()[1]
-        caller_fname = caller_frame[0].f_code.co_filename
+        # sys._getframe, not inspect.stack(): the latter reads the source of every frame.
+        caller_fname = sys._getframe(1).f_code.co_filename
         if caller_fname == "<string>":
             raise ValueError("load_rel unable to find caller: use LazyConfig.load with a full path")
         caller_dir = os.path.dirname(caller_fname)
