@@ -131,3 +131,11 @@ def test_assert_instances_allclose_size_and_types():
     d = _InstancesLike((10, 20), **dict(a.get_fields(), scores="text"))
     with pytest.raises(ValueError, match="Don't know how to compare"):
         assert_instances_allclose(d, d)
+
+
+def test_min_torch_version():
+    from detectron2.utils.testing import min_torch_version
+
+    assert min_torch_version("1.8")
+    assert min_torch_version(torch.__version__.split("+")[0])
+    assert not min_torch_version("999.0")

@@ -2,8 +2,15 @@
 from typing import Any
 
 import torch
+from packaging import version
 
-__all__ = ["random_boxes", "assert_instances_allclose"]
+__all__ = ["random_boxes", "assert_instances_allclose", "min_torch_version"]
+
+
+def min_torch_version(min_version: str) -> bool:
+    """Whether the running torch is at least ``min_version`` (local tags like +cu130 ignored)."""
+    installed = version.parse(torch.__version__.split("+")[0])
+    return installed >= version.parse(min_version)
 
 
 def random_boxes(num_boxes: int, max_coord: int = 100, device="cpu") -> torch.Tensor:
