@@ -1,7 +1,7 @@
 """Thin wrappers around torch.nn / torch.nn.functional that add what detection models
 need: empty-batch safety, norm/activation folded into Conv2d, and helpers that behave
 under scripting and tracing."""
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional
 
 import torch
 from torch.nn import functional as F
@@ -113,9 +113,9 @@ class Conv2d(torch.nn.Conv2d):
         return x
 
 
-def nonzero_tuple(x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+def nonzero_tuple(x: torch.Tensor):  # no return hint: a tuple in eager, a list when scripted
     """``x.nonzero(as_tuple=True)`` that also works under scripting, where as_tuple is
-    not supported."""
+    not supported: one index tensor per dimension of ``x``."""
     if torch.jit.is_scripting():
         if x.dim() == 0:
             return x.unsqueeze(0).nonzero().unbind(1)
