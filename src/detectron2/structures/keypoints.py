@@ -37,7 +37,7 @@ class Keypoints:
 
     def __getitem__(self, item: Union[int, slice, torch.BoolTensor]) -> "Keypoints":
         if isinstance(item, int):
-            return Keypoints([self.tensor[item]])
+            return Keypoints(self.tensor[item].unsqueeze(0))
         return Keypoints(self.tensor[item])
 
     def __repr__(self) -> str:
