@@ -67,28 +67,24 @@ class ImageList:
                     f"{t.shape} and {tensors[0].shape}"
                 )
 
-        image_sizes = [(im.shape[-2], im.shape[-1]) for im in tensors]
-        image_sizes_tensor = [shapes_to_tensor(x) for x in image_sizes]
-        max_size = torch.stack(image_sizes_tensor).max(0).values
-
+        square_size = 0
         if padding_constraints is not None:
+            # A fixed square input (e.g. for ViT backbones) takes priority over the image sizes.
             square_size = padding_constraints.get("square_size", 0)
-            if square_size > 0:
-                # Fixed square inputs (e.g. ViT backbones) take priority over the image sizes.
-                max_size[0] = square_size
-                max_size[1] = square_size
             if "size_divisibility" in padding_constraints:
                 size_divisibility = padding_constraints["size_divisibility"]
-        if size_divisibility > 1:
-            stride = size_divisibility
-            max_size = (max_size + (stride - 1)).div(stride, rounding_mode="floor") * stride
 
-        # In TorchScript the sizes must be ints; while tracing they stay tensors so the
-        # traced graph does not bake in the example's sizes.
+        image_sizes = [(im.shape[-2], im.shape[-1]) for im in tensors]
         if torch.jit.is_scripting():
-            max_size: List[int] = max_size.to(dtype=torch.long).tolist()
+            sizes_tensor = [shapes_to_tensor(x) for x in image_sizes]
+            max_size: List[int] = _padded_size(sizes_tensor, square_size, size_divisibility).tolist()
         elif torch.jit.is_tracing():
-            image_sizes = image_sizes_tensor
+            # Sizes stay tensors so the traced graph follows each input's size.
+            image_sizes = [shapes_to_tensor(x) for x in image_sizes]
+            max_size = _padded_size(image_sizes, square_size, size_divisibility)
+        else:
+            # Eager: plain ints, no small-tensor round trips.
+            max_size = _padded_size_ints(image_sizes, square_size, size_divisibility)
 
         if len(tensors) == 1:
             # F.pad is traceable for a single image and avoids a copy loop.
@@ -104,3 +100,26 @@ class ImageList:
                 batched_imgs[i, ..., : img.shape[-2], : img.shape[-1]].copy_(img)
 
         return ImageList(batched_imgs.contiguous(), image_sizes)
+
+
+def _padded_size(image_sizes: List[torch.Tensor], square_size: int, size_divisibility: int) -> torch.Tensor:
+    """The (H, W) to pad to, as a tensor (scripting and tracing)."""
+    max_size = torch.stack(image_sizes).max(0).values
+    if square_size > 0:
+        max_size = torch.full_like(max_size, square_size)
+    if size_divisibility > 1:
+        stride = size_divisibility
+        max_size = (max_size + (stride - 1)).div(stride, rounding_mode="floor") * stride
+    return max_size
+
+
+@torch.jit.unused
+def _padded_size_ints(image_sizes: List[Tuple[int, int]], square_size: int, size_divisibility: int) -> List[int]:
+    """The (H, W) to pad to, as ints (eager mode)."""
+    if square_size > 0:
+        size = [square_size, square_size]
+    else:
+        size = [max(s[0] for s in image_sizes), max(s[1] for s in image_sizes)]
+    if size_divisibility > 1:
+        size = [(x + size_divisibility - 1) // size_divisibility * size_divisibility for x in size]
+    return size
