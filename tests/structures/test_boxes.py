@@ -68,6 +68,12 @@ def test_convert_rotated_to_xyxy_encloses_box():
     assert out.dtype == torch.float32
 
 
+def test_convert_passes_extra_column_through():
+    b = torch.tensor([[1.0, 2.0, 3.0, 4.0, 0.9]])
+    out = BoxMode.convert(b, BoxMode.XYWH_ABS, BoxMode.XYXY_ABS)
+    torch.testing.assert_close(out, torch.tensor([[1.0, 2.0, 4.0, 6.0, 0.9]]))
+
+
 @pytest.mark.parametrize("rel", [BoxMode.XYXY_REL, BoxMode.XYWH_REL])
 def test_convert_relative_modes_raise(rel):
     with pytest.raises(ValueError, match="relative"):
@@ -81,6 +87,8 @@ def test_convert_bad_input():
         BoxMode.convert([1, 2, 3], BoxMode.XYXY_ABS, BoxMode.XYWH_ABS)
     with pytest.raises(ValueError, match=r"\(N, 5\)"):
         BoxMode.convert(torch.zeros(2, 4), BoxMode.XYWHA_ABS, BoxMode.XYXY_ABS)
+    with pytest.raises(ValueError, match=r"\(N, 4\) or \(N, 5\)"):
+        BoxMode.convert(torch.zeros(2, 3), BoxMode.XYXY_ABS, BoxMode.XYWH_ABS)
     with pytest.raises(TypeError):
         BoxMode.convert("box", BoxMode.XYXY_ABS, BoxMode.XYWH_ABS)
 

@@ -58,11 +58,12 @@ class BoxMode(IntEnum):
             arr = box.clone()
         else:
             raise TypeError(f"BoxMode.convert: box must be a list, tuple, numpy array or tensor, got {type(box)}")
-        expected_k = 5 if from_mode == BoxMode.XYWHA_ABS else 4
-        if arr.dim() != 2 or arr.shape[-1] != expected_k:
+        # Axis-aligned boxes may carry a 5th column, which is passed through untouched.
+        allowed_k = (5,) if from_mode == BoxMode.XYWHA_ABS else (4, 5)
+        if arr.dim() != 2 or arr.shape[-1] not in allowed_k:
+            expected = " or ".join(f"(N, {k})" for k in allowed_k)
             raise ValueError(
-                f"BoxMode.convert: box in mode {from_mode.name} must have shape (N, {expected_k}), "
-                f"got {tuple(arr.shape)}"
+                f"BoxMode.convert: box in mode {from_mode.name} must have shape {expected}, got {tuple(arr.shape)}"
             )
         arr = _convert_tensor(arr, from_mode, to_mode)
         if single_box:
