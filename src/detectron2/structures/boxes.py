@@ -222,9 +222,9 @@ class Boxes:
 def pairwise_intersection(boxes1: Boxes, boxes2: Boxes) -> torch.Tensor:
     """Intersection area of every pair, shape (N, M)."""
     b1, b2 = boxes1.tensor, boxes2.tensor
-    wh = torch.min(b1[:, None, 2:], b2[:, 2:]) - torch.max(b1[:, None, :2], b2[:, :2])
-    wh.clamp_(min=0)
-    return wh.prod(dim=2)
+    # In-place steps keep the (N, M, 2) temporaries to one allocation each.
+    wh = torch.min(b1[:, None, 2:], b2[:, 2:]).sub_(torch.max(b1[:, None, :2], b2[:, :2])).clamp_(min=0)
+    return wh[..., 0] * wh[..., 1]
 
 
 def pairwise_iou(boxes1: Boxes, boxes2: Boxes) -> torch.Tensor:
@@ -235,8 +235,9 @@ def pairwise_iou(boxes1: Boxes, boxes2: Boxes) -> torch.Tensor:
     area1 = boxes1.area()
     area2 = boxes2.area()
     inter = pairwise_intersection(boxes1, boxes2)
+    union = (area1[:, None] + area2).sub_(inter)
     zero = torch.zeros(1, dtype=inter.dtype, device=inter.device)
-    return torch.where(inter > 0, inter / (area1[:, None] + area2 - inter), zero)
+    return torch.where(inter > 0, inter / union, zero)
 
 
 def pairwise_ioa(boxes1: Boxes, boxes2: Boxes) -> torch.Tensor:
