@@ -96,8 +96,8 @@ void MatchImage(
   dt_ignores.assign(T * D, 0);
   const std::vector<uint8_t>& gt_ignores = result->ground_truth_ignores;
 
-  // pycocotools skips the matching when its iou list is empty (no detection or no gt).
-  if (ious.rows > 0 && ious.cols > 0) {
+  // pycocotools skips the matching when its iou list is empty.
+  if (ious.rows > 0) {
     for (size_t t = 0; t < T; ++t) {
       for (size_t d = 0; d < D; ++d) {
         const double* iou_row = ious.values.data() + d * static_cast<size_t>(ious.cols);
@@ -196,7 +196,8 @@ std::vector<ImageEvaluation> EvaluateImages(
       }
       const std::vector<size_t> order = SortDetections(detections, max_detections);
       const IouMatrix& ious = image_category_ious[i][c];
-      if (!order.empty() && !ground_truths.empty()) {
+      // Empty IoUs mean "no matching" to pycocotools (computeOks gives [] without useCats).
+      if (ious.rows > 0) {
         Require(
             ious.rows == static_cast<int64_t>(order.size()) && ious.cols == static_cast<int64_t>(ground_truths.size()),
             op, ": image_category_ious[", i, "][", c, "] must have shape (", order.size(), ", ",

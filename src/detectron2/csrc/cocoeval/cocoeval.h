@@ -43,7 +43,7 @@ struct ImageEvaluation {
 
 // IoU (or OKS) of the detections of one (image, category), sorted by decreasing score and
 // truncated to max_dets (pycocotools' computeIoU), against its ground truths in their
-// original order. rows == cols == 0 stands for pycocotools' empty `[]`.
+// original order. rows == 0 stands for pycocotools' empty `[]`: no matching at all.
 struct IouMatrix {
   int64_t rows = 0;
   int64_t cols = 0;
