@@ -5,6 +5,7 @@ Each attribute is computed on first use and cached, so a run touches only what i
 checks need (no CUDA initialisation without a driver, no subprocess without CUDA_HOME).
 Tests inject faults by assigning attributes (``facts.torch = TorchInfo(...)``).
 """
+import faulthandler
 import functools
 import importlib
 import importlib.util
@@ -215,7 +216,7 @@ class Facts:
     @_timed
     def ext(self) -> ExtInfo:
         self._torch_probe  # _C links against torch's libraries: torch is loaded first
-        return _probe_extension()
+        return probe_extension()
 
     @_timed
     def ext_entries(self) -> Optional[List[FatbinEntry]]:
@@ -382,9 +383,9 @@ def _describe_torch(torch) -> TorchInfo:
     return info
 
 
-def _import_extension() -> Dict[str, object]:
+def _import_extension(name: str) -> Dict[str, object]:
     try:
-        C = importlib.import_module("detectron2._C")
+        C = importlib.import_module(name)
     except Exception as e:  # ImportError, OSError, or anything a broken module raises
         return {"loaded": False, "error": f"{type(e).__name__}: {e}"}
     result: Dict[str, object] = {"loaded": True}
@@ -396,7 +397,7 @@ def _import_extension() -> Dict[str, object]:
     return result
 
 
-def _import_in_child() -> Tuple[Dict[str, object], Optional[int]]:
+def _import_in_child(name: str) -> Tuple[Dict[str, object], Optional[int]]:
     """Import _C in a forked child first: a crash there is reported instead of killing us."""
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -404,7 +405,8 @@ def _import_in_child() -> Tuple[Dict[str, object], Optional[int]]:
         code = 0
         try:
             os.close(read_end)
-            os.write(write_end, json.dumps(_import_extension()).encode())
+            faulthandler.disable()  # a crash here is the finding, not something to dump
+            os.write(write_end, json.dumps(_import_extension(name)).encode())
         except BaseException:
             code = 1
         finally:
@@ -423,23 +425,24 @@ def _import_in_child() -> Tuple[Dict[str, object], Optional[int]]:
         return {"loaded": False, "error": "the import probe returned no result"}, None
 
 
-def _probe_extension() -> ExtInfo:
+def probe_extension(name: str = "detectron2._C") -> ExtInfo:
+    """Locate and import the compiled extension, reporting (not suffering) a crash on import."""
     try:
-        spec = importlib.util.find_spec("detectron2._C")
+        spec = importlib.util.find_spec(name)
     except (ImportError, ValueError):
         spec = None
     path = spec.origin if spec is not None and spec.origin and os.path.isfile(spec.origin) else None
     info = ExtInfo(path=os.path.realpath(path) if path else None)
-    if "detectron2._C" not in sys.modules and hasattr(os, "fork") and sys.platform.startswith("linux"):
-        probe, signal_number = _import_in_child()
+    if name not in sys.modules and hasattr(os, "fork") and sys.platform.startswith("linux"):
+        probe, signal_number = _import_in_child(name)
         if signal_number is not None:
             info.crashed = signal_number
-            info.error = f"importing detectron2._C killed the interpreter with signal {signal_number}"
+            info.error = f"importing {name} killed the interpreter with signal {signal_number}"
             return info
         if not probe.get("loaded"):
             info.error = str(probe.get("error"))
             return info
-    result = _import_extension()
+    result = _import_extension(name)
     info.loaded = bool(result.get("loaded"))
     info.error = result.get("error")  # type: ignore[assignment]
     info.has_cuda = result.get("has_cuda")  # type: ignore[assignment]

@@ -187,4 +187,6 @@ def check_selftest(facts: Facts) -> List[CheckResult]:
     import torch
 
     devices = [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
+    if not devices:
+        return [CheckResult("selftest", SKIP, "torch sees no GPU (CUDA_VISIBLE_DEVICES?)")]
     return [_one(spec, facts, devices) for spec in OPS]
