@@ -145,8 +145,8 @@ def _format_table(rows: List[Row]) -> str:
     return "\n".join(lines)
 
 
-def collect_env_info() -> str:
-    """The environment as a two-column table, followed by torch's build configuration."""
+def collect_rows() -> List[Row]:
+    """The (field, value) rows of the report, in upstream's order."""
     rows: List[Row] = [
         ("sys.platform", sys.platform),
         ("Platform", platform.platform()),
@@ -162,8 +162,13 @@ def collect_env_info() -> str:
     if torch is not None:
         rows += _torch_rows(torch)
     rows += _gpu_rows(torch)
-    rows += _environment_rows()
-    text = _format_table(rows)
+    return rows + _environment_rows()
+
+
+def collect_env_info() -> str:
+    """The environment as a two-column table, followed by torch's build configuration."""
+    text = _format_table(collect_rows())
+    torch = sys.modules.get("torch")
     if torch is not None:
         text += "\n" + _torch_config(torch)
     return text
