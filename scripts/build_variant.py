@@ -231,13 +231,19 @@ def test_install(python: str, prefix: str, py: str, work: str, allow_missing_ops
         log("NOTE: detectron2.utils.collect_env is not in this tree yet: not run")
 
 
+def parse_cuobjdump(text: str) -> Tuple[set, set]:
+    """SASS ("sm_80") and PTX ("compute_86") named by `cuobjdump --list-elf --list-ptx`."""
+    sass = set(re.findall(r"\.(sm_\d+a?)\.cubin", text))
+    ptx = {"compute_" + m for m in re.findall(r"\.sm_(\d+a?)\.ptx", text)}
+    return sass, ptx
+
+
 def check_archs(variant: "V.Variant", prefix: str, env: Dict[str, str]) -> None:
     (so,) = glob.glob(os.path.join(prefix, "lib", "python*", "site-packages", "detectron2", "_C*.so"))
     cuobjdump = shutil.which("cuobjdump", path=env["PATH"]) or "cuobjdump"
     listing = subprocess.run([cuobjdump, "--list-elf", "--list-ptx", so], capture_output=True, text=True)
     text = listing.stdout + listing.stderr
-    sass = set(re.findall(r"\.(sm_\d+)\.cubin", text))
-    ptx = {"compute_" + m for m in re.findall(r"\.sm_(\d+)\.ptx", text)}
+    sass, ptx = parse_cuobjdump(text)
     log(f"cuobjdump: SASS {sorted(sass) or 'none'}, PTX {sorted(ptx) or 'none'}")
     missing = [a for a in variant.sass_archs if a not in sass] + [a for a in variant.ptx_archs if a not in ptx]
     if missing:

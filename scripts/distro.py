@@ -3,6 +3,7 @@
     python scripts/distro.py write    # regenerate conda_build_config.yaml and the env files
     python scripts/distro.py check    # fail if a generated file differs from variants.py
     python scripts/distro.py render cu117 3.11   # the recipe's requirements for one variant
+    python scripts/distro.py config-row cu117 3.11   # a one-row variant file (one CI job)
 
 The renderer is a minimal stand-in for `conda render` (no conda-build can be installed on
 the project's machines): Jinja2 first, then `# [expr]` selectors evaluated against the
@@ -110,6 +111,37 @@ def _env_text(v: "V.Variant") -> str:
     return "".join(lines)
 
 
+# CUDA images whose nvcc the 11.x `nvcc` compiler wrapper uses; later CUDA comes from
+# conda-forge's cuda-nvcc, so those variants (and CPU) build in a plain image.
+CI_IMAGES = {"11.7": "nvidia/cuda:11.7.1-devel-ubuntu20.04", "11.8": "nvidia/cuda:11.8.0-devel-ubuntu22.04"}
+CI_PLAIN_IMAGE = "ubuntu:22.04"
+
+
+def single_row_config(variant: str, python: str) -> str:
+    """conda_build_config.yaml reduced to one (variant, python) row: one conda-build job."""
+    cfg = yaml.safe_load(config_text())
+    zipped = cfg["zip_keys"][0]
+    (i,) = [n for n in range(len(cfg["d2_variant"])) if cfg["d2_variant"][n] == variant and cfg["python"][n] == python]
+    lines = [GENERATED]
+    for key, values in cfg.items():
+        if key != "zip_keys":
+            lines.append(f"{key}:\n  - {_q(str(values[i] if key in zipped else values[0]))}\n")
+    return "".join(lines)
+
+
+def workflow_text() -> str:
+    with open(os.path.join(ROOT, "scripts", "conda_workflow.yml.in")) as f:
+        template = f.read()
+    include = []
+    for v in V.VARIANTS:
+        channels = " ".join(f"-c {c}" for c in v.channels)
+        for py in v.pythons:
+            include.append(
+                f"          - {{variant: {v.name}, python: \"{py}\", cuda: \"{v.cuda or 'none'}\", "
+                f"image: \"{CI_IMAGES.get(v.cuda or '', CI_PLAIN_IMAGE)}\", channels: \"{channels}\"}}\n")
+    return GENERATED + template.replace("@MATRIX@\n", "".join(include))
+
+
 # --- the recipe renderer ---------------------------------------------------------------
 
 _SELECTOR = re.compile(r"^(?P<line>.*?)\s*#\s*\[(?P<expr>.*)\]\s*$")
@@ -198,7 +230,7 @@ def _conda_spec(spec: str) -> str:
 
 def check() -> List[str]:
     problems = []
-    expected = dict(env_files(), **{"conda_build_config.yaml": config_text()})
+    expected = generated_files()
     for rel, text in expected.items():
         path = os.path.join(ROOT, rel)
         if not os.path.exists(path):
@@ -210,9 +242,15 @@ def check() -> List[str]:
     return problems
 
 
+def generated_files() -> Dict[str, str]:
+    return dict(env_files(), **{"conda_build_config.yaml": config_text(),
+                                ".github/workflows/conda.yml": workflow_text()})
+
+
 def write() -> None:
     os.makedirs(ENV_DIR, exist_ok=True)
-    for rel, text in dict(env_files(), **{"conda_build_config.yaml": config_text()}).items():
+    os.makedirs(os.path.join(ROOT, ".github", "workflows"), exist_ok=True)
+    for rel, text in generated_files().items():
         with open(os.path.join(ROOT, rel), "w") as f:
             f.write(text)
         print("wrote", rel)
@@ -227,6 +265,9 @@ def main(argv: List[str]) -> int:
         for p in problems:
             print("error:", p)
         return 1 if problems else 0
+    if argv[:1] == ["config-row"] and len(argv) == 3:
+        sys.stdout.write(single_row_config(argv[1], argv[2]))
+        return 0
     if argv[:1] == ["render"] and len(argv) == 3:
         print(yaml.safe_dump(rendered_for(argv[1], argv[2]), sort_keys=False))
         return 0
