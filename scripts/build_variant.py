@@ -136,6 +136,10 @@ def package_metadata(variant: "V.Variant", python: str, built: Dict[str, str]) -
         depends = [_repin(d, "pytorch", built["torch"]) for d in depends]
         if built.get("torchvision"):
             depends = [_repin(d, "torchvision", built["torchvision"]) for d in depends]
+    if variant.is_cuda and built.get("torch_cuda") != variant.cuda:
+        notes.append(f"torch here is its CUDA {built.get('torch_cuda')} build, the variant's pytorch is the "
+                     f"CUDA {variant.cuda} build (same torch version and ABI); the ops are compiled by the "
+                     f"nvcc at CUDA_HOME for {variant.arch_list}")
     index = {"name": "detectron2", "version": str(meta["package"]["version"]), "build": meta["build"]["string"],
              "build_number": int(meta["build"]["number"]), "depends": depends, "constrains": constrains,
              "license": meta["about"]["license"], "subdir": "linux-64", "arch": "x86_64", "platform": "linux",
