@@ -108,3 +108,21 @@ def test_build_cpu_variant_end_to_end(tmp_path):
     assert [d for d in record["depends"] if not d.startswith("torchvision")] == \
         [d for d in expected if not d.startswith("torchvision")]
     assert record["constrains"] == constrains
+
+
+def test_mirror_sorts_packages_by_their_subdir(tmp_path):
+    import mirror_channel
+
+    cache = tmp_path / "pkgs"
+    for pkg in M.pytorch_channel()[:3] + M.detectron2_records()[:1]:
+        path = M.write_package(pkg, str(tmp_path / "src"))
+        os.makedirs(cache, exist_ok=True)
+        os.rename(path, cache / os.path.basename(path))  # a package cache is flat
+    assert mirror_channel.mirror([str(cache)], str(tmp_path / "mirror")) == 4
+    with open(tmp_path / "mirror" / "noarch" / "repodata.json") as f:
+        noarch = {p["name"] for p in json.load(f)["packages"].values()}
+    with open(tmp_path / "mirror" / "linux-64" / "repodata.json") as f:
+        linux = {p["name"] for p in json.load(f)["packages"].values()}
+    assert noarch == {"pytorch-mutex", "cpuonly"} and linux == {"detectron2"}
+    with pytest.raises(SystemExit, match="neither a directory"):
+        mirror_channel.package_files([str(tmp_path / "nothing.txt")])
