@@ -102,19 +102,19 @@ def build_env(variant: "V.Variant") -> Dict[str, str]:
     return env
 
 
-def copy_source(dest: str) -> None:
-    """The repository's files as git sees them (tracked + untracked, not ignored): no stale builds."""
-    listing = run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT)
+def copy_source(dest: str, source: str = ROOT) -> None:
+    """The source tree's files as git sees them (tracked + untracked, not ignored): no stale builds."""
+    listing = run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=source)
     for rel in filter(None, listing.split("\0")):
-        src = os.path.join(ROOT, rel)
+        src = os.path.join(source, rel)
         if os.path.isfile(src):
             os.makedirs(os.path.dirname(os.path.join(dest, rel)), exist_ok=True)
             shutil.copy2(src, os.path.join(dest, rel))
 
 
-def build_wheel(python: str, env: Dict[str, str], work: str) -> str:
+def build_wheel(python: str, env: Dict[str, str], work: str, source: str = ROOT) -> str:
     src = os.path.join(work, "src-tree")
-    copy_source(src)
+    copy_source(src, source)
     wheels = os.path.join(work, "wheels")
     run([python, "-m", "pip", "wheel", ".", "--no-build-isolation", "--no-deps", "-vv", "-w", wheels],
         env=env, cwd=src, logfile=os.path.join(work, "build.log"))
@@ -263,6 +263,8 @@ def main(argv: List[str]) -> int:
     parser.add_argument("--toolchain-python", help="python with the variant's torch (default: $D2_TOOLCHAIN_PYTHON)")
     parser.add_argument("--allow-missing-ops", action="store_true",
                         help="self-test reports ops this _C lacks instead of failing (tree without ops)")
+    parser.add_argument("--source", default=ROOT,
+                        help="git checkout to build (default: this repository); the recipe stays this one's")
     parser.add_argument("--wheel", help="package this already built wheel instead of building one")
     parser.add_argument("--keep-work", action="store_true", help="keep the temporary build directory")
     args = parser.parse_args(argv)
@@ -291,7 +293,7 @@ def main(argv: List[str]) -> int:
             run([python, "-m", "wheel", "tags", "--remove", "--platform-tag", "manylinux2014_x86_64", wheel])
             (wheel,) = glob.glob(os.path.join(work, "wheels", "detectron2-*manylinux2014_x86_64.whl"))
     else:
-        wheel = build_wheel(python, env, work)
+        wheel = build_wheel(python, env, work, os.path.abspath(args.source))
     timings["wheel"] = time.time() - t0
     index, notes = package_metadata(variant, py, built)
     for note in notes:
