@@ -250,3 +250,25 @@ def test_pairwise_iou_gradient_matches_torchvision():
     a.grad = None
     box_iou(a, b).sum().backward()
     torch.testing.assert_close(ours, a.grad)
+
+
+@pytest.mark.cuda
+def test_mismatched_devices_raise():
+    cpu = Boxes(_xyxy())
+    gpu = cpu.to(torch.device("cuda"))
+    with pytest.raises(ValueError, match="boxes1 and boxes2 must be on the same device"):
+        pairwise_iou(cpu, gpu)
+    with pytest.raises(ValueError, match="same device"):
+        matched_pairwise_iou(cpu, gpu)
+    with pytest.raises(ValueError, match="points and boxes"):
+        pairwise_point_box_distance(torch.zeros(2, 2), gpu)
+
+
+def test_mismatched_devices_raise_on_cpu_machine():
+    # The meta device stands in for a second device where no GPU exists.
+    cpu = Boxes(_xyxy())
+    meta = cpu.to(torch.device("meta"))
+    with pytest.raises(ValueError, match="boxes1 and boxes2 must be on the same device"):
+        pairwise_iou(cpu, meta)
+    with pytest.raises(ValueError, match="same device"):
+        pairwise_ioa(meta, cpu)

@@ -219,9 +219,15 @@ class Boxes:
         yield from self.tensor
 
 
+def _check_same_device(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
+    if a.device != b.device:
+        raise ValueError(f"{name_a} and {name_b} must be on the same device, got {a.device} and {b.device}")
+
+
 def pairwise_intersection(boxes1: Boxes, boxes2: Boxes) -> torch.Tensor:
     """Intersection area of every pair, shape (N, M)."""
     b1, b2 = boxes1.tensor, boxes2.tensor
+    _check_same_device(b1, b2, "boxes1", "boxes2")
     # In-place steps keep the (N, M, 2) temporaries to one allocation each.
     wh = torch.min(b1[:, None, 2:], b2[:, 2:]).sub_(torch.max(b1[:, None, :2], b2[:, :2])).clamp_(min=0)
     return wh[..., 0] * wh[..., 1]
@@ -255,6 +261,7 @@ def pairwise_point_box_distance(points: torch.Tensor, boxes: Boxes) -> torch.Ten
     """
     if points.dim() != 2 or points.shape[1] != 2:
         raise ValueError(f"pairwise_point_box_distance: points must have shape (N, 2), got {tuple(points.shape)}")
+    _check_same_device(points, boxes.tensor, "points", "boxes")
     x, y = points.unsqueeze(dim=2).unbind(dim=1)  # each (N, 1)
     x0, y0, x1, y1 = boxes.tensor.unsqueeze(dim=0).unbind(dim=2)  # each (1, M)
     return torch.stack([x - x0, y - y0, x1 - x, y1 - y], dim=2)
@@ -269,6 +276,7 @@ def matched_pairwise_iou(boxes1: Boxes, boxes2: Boxes) -> torch.Tensor:
     area1 = boxes1.area()
     area2 = boxes2.area()
     b1, b2 = boxes1.tensor, boxes2.tensor
+    _check_same_device(b1, b2, "boxes1", "boxes2")
     lt = torch.max(b1[:, :2], b2[:, :2])
     rb = torch.min(b1[:, 2:], b2[:, 2:])
     wh = (rb - lt).clamp(min=0)
