@@ -108,7 +108,7 @@ def test_mismatched_devices():
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("n", [1, 63, 64, 65, 2000, 12000])
+@pytest.mark.parametrize("n", [1, 63, 64, 65, 2000])
 def test_cuda_matches_cpu(n):
     # Dense boxes (many suppressions) and sizes around the 64-box block edges. float64:
     # with thousands of overlapping pairs, float32 rounding differences between the
@@ -127,11 +127,13 @@ def test_cuda_float32_matches_cpu():
 
 
 @pytest.mark.cuda
-def test_cuda_equal_scores_and_large_counts():
-    n = 30000  # 469 mask words per row: exercises the multi-thread fold of the reduction
-    boxes, _ = _boxes_scores(n, seed=5, spread=1500)
+def test_cuda_handles_10k_boxes_with_equal_scores():
+    n = 12000  # 188 mask words per row: the reduction's fold spans many threads
+    boxes, _ = _boxes_scores(n, seed=5, spread=900)
     b, s = _t(boxes, torch.float64), torch.ones(n, dtype=torch.float64)
-    assert nms_rotated(b.cuda(), s.cuda(), 0.5).cpu().tolist() == nms_rotated(b, s, 0.5).tolist()
+    keep = nms_rotated(b.cuda(), s.cuda(), 0.5).cpu()
+    assert keep.tolist() == nms_rotated(b, s, 0.5).tolist()
+    assert 0 < len(keep) < n  # real suppressions happened
 
 
 @pytest.mark.cuda
