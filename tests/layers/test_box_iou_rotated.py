@@ -69,6 +69,21 @@ def test_identical_boxes_give_one(device, dtype):
     boxes[:8, 4] = [0, 90, -90, 180, -180, 270, 720, -1e3]  # exact multiples and far-out angles
     got = pairwise_iou_rotated(_t(boxes, dtype, device), _t(boxes, dtype, device)).diagonal()
     torch.testing.assert_close(got.cpu(), torch.ones(64, dtype=dtype), atol=1e-5, rtol=0)
+    # The same boxes with angles one turn apart go through the general polygon path.
+    turned = boxes + np.array([0, 0, 0, 0, 360.0])
+    got = pairwise_iou_rotated(_t(boxes, dtype, device), _t(turned, dtype, device)).diagonal()
+    torch.testing.assert_close(got.cpu(), torch.ones(64, dtype=dtype), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_equal_angles_match_numpy_clipping(device, dtype):
+    # Equal angles take the aligned-overlap shortcut; it must agree with the polygon answer.
+    b1, b2 = ref.random_boxes(30, seed=17), ref.random_boxes(30, seed=18)
+    b1[:, 4] = b2[:, 4] = 37.5
+    got = pairwise_iou_rotated(_t(b1, dtype, device), _t(b2, dtype, device))
+    expected = ref.pairwise_iou(_t(b1, dtype).double().numpy(), _t(b2, dtype).double().numpy())
+    np.testing.assert_allclose(got.cpu().double().numpy(), expected, atol=ATOL[dtype], rtol=0)
+    assert (expected > 0).mean() > 0.2
 
 
 def test_angles_beyond_180_are_periodic(device):

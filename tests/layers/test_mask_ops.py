@@ -123,3 +123,15 @@ def test_pad_masks_and_scale_boxes():
     assert torch.equal(padded[:, 1:-1, 1:-1], masks) and padded[:, 0].abs().sum() == 0
     boxes = torch.tensor([[0.0, 2.0, 4.0, 4.0]])
     torch.testing.assert_close(scale_boxes(boxes, 1.5), torch.tensor([[-1.0, 1.5, 5.0, 4.5]]))
+
+
+def test_boxes_outside_the_image_paste_nothing(device):
+    masks = torch.ones(3, 14, 14, device=device)
+    boxes = torch.tensor([[60.0, 50.0, 80.0, 70.0], [-30.0, -20.0, -5.0, -2.0], [5.0, 5.0, 15.0, 15.0]], device=device)
+    out = paste_masks_in_image(masks, boxes, (40, 50))
+    assert out.shape == (3, 40, 50)
+    assert not out[0].any() and not out[1].any()
+    assert out[2, 5:15, 5:15].all() and out[2].sum() == 100
+    # Alone (the CPU path crops to the union of the boxes), each still gives zeros.
+    assert not paste_masks_in_image(masks[:1], boxes[:1], (40, 50)).any()
+    assert not paste_masks_in_image(masks[1:2], boxes[1:2], (40, 50)).any()

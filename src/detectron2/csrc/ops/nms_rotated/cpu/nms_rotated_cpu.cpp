@@ -4,6 +4,7 @@
 #include <ATen/ops/sort.h>
 #include <torch/library.h>
 
+#include <cmath>
 #include <vector>
 
 #include "ops/box_iou_rotated/box_iou_rotated_utils.h"
@@ -17,6 +18,14 @@ namespace {
 template <typename T>
 int64_t nms_kernel(const T* boxes, const int64_t* order, int64_t n, double iou_threshold, int64_t* keep) {
   std::vector<char> suppressed(n, 0);  // by original index
+  // Circumradii: pairs whose circumscribed circles are disjoint have IoU 0, so a
+  // non-negative threshold can skip them without the polygon work.
+  std::vector<T> radius(n);
+  for (int64_t i = 0; i < n; ++i) {
+    const T w = boxes[i * 5 + 2], h = boxes[i * 5 + 3];
+    radius[i] = T(0.5) * std::sqrt(w * w + h * h);
+  }
+  const bool can_skip = iou_threshold >= 0;
   int64_t num_kept = 0;
   for (int64_t a = 0; a < n; ++a) {
     const int64_t i = order[a];
@@ -24,9 +33,18 @@ int64_t nms_kernel(const T* boxes, const int64_t* order, int64_t n, double iou_t
       continue;
     }
     keep[num_kept++] = i;
+    const T* bi = boxes + i * 5;
     for (int64_t b = a + 1; b < n; ++b) {
       const int64_t j = order[b];
-      if (!suppressed[j] && rotated::single_box_iou(boxes + i * 5, boxes + j * 5) > iou_threshold) {
+      if (suppressed[j]) {
+        continue;
+      }
+      const T* bj = boxes + j * 5;
+      const T dx = bi[0] - bj[0], dy = bi[1] - bj[1], reach = radius[i] + radius[j];
+      if (can_skip && dx * dx + dy * dy > reach * reach) {
+        continue;
+      }
+      if (rotated::single_box_iou(bi, bj) > iou_threshold) {
         suppressed[j] = 1;
       }
     }

@@ -58,11 +58,11 @@ __global__ void nms_rotated_mask_kernel(const T* boxes, int64_t n, int64_t col_b
 // A single block walks the row blocks in order: thread 0 resolves the 64 boxes of
 // the current block serially (using the block's diagonal words), then all threads
 // fold the rows of the kept boxes into the removal words of later blocks.
+// `removed` (col_blocks words, global memory) marks the suppressed boxes; it is only
+// touched once per row block, so shared memory would not pay off and would cap n.
 __global__ void nms_rotated_reduce_kernel(
-    const u64* mask, int64_t n, int64_t col_blocks, bool use_shared, u64* scratch, int64_t* keep, int64_t* num_kept) {
-  extern __shared__ u64 shared_removed[];
+    const u64* mask, int64_t n, int64_t col_blocks, u64* removed, int64_t* keep, int64_t* num_kept) {
   __shared__ u64 kept_bits;
-  u64* removed = use_shared ? shared_removed : scratch;
   for (int64_t j = threadIdx.x; j < col_blocks; j += blockDim.x) {
     removed[j] = 0;
   }
@@ -115,11 +115,7 @@ cudaError_t launch_nms_rotated_mask(
 
 cudaError_t launch_nms_rotated_reduce(
     const u64* mask, int64_t n, u64* scratch, int64_t* keep, int64_t* num_kept, cudaStream_t stream) {
-  const int64_t col_blocks = nms_col_blocks(n);
-  const size_t bytes = static_cast<size_t>(col_blocks) * sizeof(u64);
-  const bool use_shared = bytes <= 32 * 1024;  // well below the default 48 KiB limit
-  nms_rotated_reduce_kernel<<<1, 256, use_shared ? bytes : 0, stream>>>(
-      mask, n, col_blocks, use_shared, scratch, keep, num_kept);
+  nms_rotated_reduce_kernel<<<1, 256, 0, stream>>>(mask, n, nms_col_blocks(n), scratch, keep, num_kept);
   return cudaGetLastError();
 }
 

@@ -25,7 +25,7 @@ cudaError_t launch_nms_rotated_mask(
 
 // Greedy pass over the mask on the device: writes the kept positions (in sorted
 // order) to keep[0..*num_kept) and their count to *num_kept. `scratch` holds
-// col_blocks words, used when they do not fit in shared memory.
+// col_blocks words of working memory.
 cudaError_t launch_nms_rotated_reduce(
     const unsigned long long* mask, int64_t n, unsigned long long* scratch, int64_t* keep, int64_t* num_kept,
     cudaStream_t stream);
