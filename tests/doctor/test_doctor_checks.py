@@ -13,7 +13,7 @@ from detectron2.doctor.checks.toolchain import check_host_compiler
 from detectron2.doctor.checks.torch_install import check_cudnn, check_torch, check_torch_cuda_build, check_torch_installs
 from detectron2.doctor.facts import ExtInfo, Toolchain
 from detectron2.doctor.result import FAIL, OK, SKIP, WARN
-from detectron2.utils._fatbin import parse_arch_flags, parse_arch_list
+from detectron2.utils._fatbin import parse_arch_list
 from detectron2.utils._gpu_probe import DriverInfo
 
 ALL = [check_torch, check_torch_installs, check_driver, check_torch_cuda_build, check_cudnn, check_torch_arch,
@@ -264,7 +264,8 @@ def test_polluted_ld_library_path_other_major_warns(tmp_path, healthy_gpu_facts)
     assert result.fix == ["unset LD_LIBRARY_PATH"]
 
 
-def test_polluted_ld_library_path_same_major_fails(tmp_path, healthy_gpu_facts):
+def test_polluted_ld_library_path_same_major_fails(tmp_path, env_dirs, healthy_gpu_facts):
+    _lib_dir(env_dirs["site"] / "nvidia" / "cuda_runtime" / "lib", "libcudart.so.11.0")  # pip's CUDA wheel
     lib = _lib_dir(tmp_path / "cuda-11.0" / "lib64", "libcudart.so.11.0")
     facts = healthy_gpu_facts  # torch CUDA 11.7 uses libcudart.so.11.0
     facts.environ["LD_LIBRARY_PATH"] = f"{lib}:/opt/keep/lib"
@@ -274,13 +275,23 @@ def test_polluted_ld_library_path_same_major_fails(tmp_path, healthy_gpu_facts):
     assert result.fix == ["export LD_LIBRARY_PATH=/opt/keep/lib", "module unload cuda"]
 
 
-def test_library_actually_loaded_from_ld_library_path(tmp_path, healthy_gpu_facts):
+def test_library_actually_loaded_from_ld_library_path(tmp_path, env_dirs, healthy_gpu_facts):
+    _lib_dir(env_dirs["torch"] / "lib", "libcudnn.so.7")
     lib = _lib_dir(tmp_path / "cudnn-8.2" / "lib", "libcudnn.so.7")
     facts = healthy_gpu_facts
     facts.environ["LD_LIBRARY_PATH"] = str(lib)
     facts.loaded_libraries = [str(lib / "libcudnn.so.7")]
     result = check_ld_library_path(facts)
     assert result.status == FAIL and "override" in result.summary
+
+
+def test_system_cuda_as_the_only_provider_is_fine(tmp_path, healthy_gpu_facts):
+    # Containers that build torch against /usr/local/cuda: nothing in the env to override.
+    lib = _lib_dir(tmp_path / "usr-local-cuda" / "lib64", "libcudart.so.11.0", "libcudnn.so.8")
+    facts = healthy_gpu_facts
+    facts.environ["LD_LIBRARY_PATH"] = str(lib)
+    facts.loaded_libraries = [str(lib / "libcudart.so.11.0"), str(lib / "libcudnn.so.8")]
+    assert check_ld_library_path(facts).status == OK
 
 
 def test_stub_libcuda_on_ld_library_path(tmp_path, healthy_gpu_facts):

@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Tuple
 
 from detectron2.utils._fatbin import FatbinEntry, FatbinError, parse_arch_flags, read_fatbin_entries
