@@ -92,6 +92,15 @@ def test_pip_torch_shadows_conda_torch(env_dirs, healthy_gpu_facts):
     assert result.fix[1].startswith("conda install")
 
 
+def test_python_outside_the_active_conda_env(env_dirs, healthy_gpu_facts, tmp_path):
+    facts = healthy_gpu_facts
+    facts.environ["CONDA_PREFIX"] = str(tmp_path / "miniconda3" / "envs" / "det")
+    result = check_torch_installs(facts)
+    assert result.status == WARN and "not the active conda environment" in result.summary
+    facts.environ["CONDA_PREFIX"] = str(env_dirs["prefix"])
+    assert check_torch_installs(facts).status == OK
+
+
 def test_conda_torch_is_fine(env_dirs, healthy_gpu_facts):
     make_conda(env_dirs["prefix"], "pytorch-2.0.1-py3.11_cuda11.7_cudnn8.5.0_0", "pytorch-mutex-1.0-cuda")
     healthy_gpu_facts.torch.installer = "conda"
