@@ -67,7 +67,7 @@ def test_json_run_on_this_machine():
 
     env = report["environment"]
     assert env["torch"]["version"] == torch.__version__ and env["torch"]["cuda"] == torch.version.cuda
-    has_driver = os.path.exists("/proc/driver/nvidia/version") or os.path.exists("/dev/nvidiactl")
+    has_driver = os.path.exists("/proc/driver/nvidia/version") or os.path.exists("/dev/dxg")
     assert env["driver"]["present"] == has_driver
     by_name = {c["name"]: c for c in report["checks"]}
     if not has_driver:  # this development machine: no GPU, so nothing GPU-side may be claimed

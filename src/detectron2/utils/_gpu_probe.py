@@ -15,8 +15,9 @@ from typing import List, Optional, Tuple
 __all__ = ["GPU", "DriverInfo", "driver_present", "probe_driver", "read_kernel_module_version"]
 
 _PROC_VERSION = "/proc/driver/nvidia/version"
-# Device nodes of the Linux driver, and of WSL2's GPU paravirtualisation.
-_DEVICE_NODES = ("/dev/nvidiactl", "/dev/dxg")
+# WSL2's GPU paravirtualisation device (it has no /proc/driver/nvidia). A bare
+# /dev/nvidiactl is no evidence: user-space libcuda can create it without a kernel module.
+_DEVICE_NODES = ("/dev/dxg",)
 
 # CUresult codes worth naming in a diagnosis (cuda.h).
 CU_ERRORS = {
