@@ -412,3 +412,23 @@ def test_clang_host_compiler_is_not_judged(tmp_path, healthy_gpu_facts):
     result = check_host_compiler(facts)
     assert result.status == OK and "only GCC is checked" in result.summary
 
+
+
+# --- variant choice for fixes ------------------------------------------------------------------
+
+
+def test_best_variant_follows_driver_and_gpu(healthy_gpu_facts):
+    from detectron2.doctor.fixes import best_variant
+
+    facts = healthy_gpu_facts
+    assert best_variant(facts).name == "cu118"  # A100, driver 535: newest CUDA with sm_80 SASS
+    facts.driver.version = "470.57.02"  # below both full minimums: minor-version compatibility
+    assert best_variant(facts).name == "cu118"
+    facts.driver.version = "515.65.01"  # cu117 fully supported, cu118 only through compatibility
+    assert best_variant(facts).name == "cu117"
+    facts.driver.version = "440.33.01"  # too old for any CUDA 11 build
+    assert best_variant(facts).name == "cpu"
+    facts.driver.version = "535.104.05"
+    facts.driver.gpus = [H100]  # only cu118 has sm_90 SASS
+    assert best_variant(facts).name == "cu118"
+    assert best_variant(healthy_gpu_facts, want_cuda=False).name == "cpu"
