@@ -432,3 +432,19 @@ def test_best_variant_follows_driver_and_gpu(healthy_gpu_facts):
     facts.driver.gpus = [H100]  # only cu118 has sm_90 SASS
     assert best_variant(facts).name == "cu118"
     assert best_variant(healthy_gpu_facts, want_cuda=False).name == "cpu"
+
+
+def test_conda_lines_for_both_stacks():
+    from detectron2.doctor.fixes import conda_line
+    from detectron2.utils.variants import Variant
+
+    pytorch_stack = Variant("cu117", "2.0.1", "0.15.2", "11.7", "8.5", "8.0;8.6+PTX", ("3.11",),
+                            ("pytorch", "nvidia", "conda-forge"), "515.43.04")
+    assert conda_line(pytorch_stack, "0.7.0") == ("conda install -c detectron2-neo -c pytorch -c nvidia -c conda-forge "
+                                                  "'detectron2=0.7.0=cu117*' pytorch=2.0.1 torchvision=0.15.2 pytorch-cuda=11.7")
+    forge = Variant("cu129", "2.12", "0.27", "12.9", "9", "9.0+PTX", ("3.12",), ("conda-forge",), "575.51.03")
+    assert conda_line(forge, "0.7.0", tool="mamba") == ("mamba install -c detectron2-neo -c conda-forge "
+                                                        "'detectron2=0.7.0=cu129*' 'pytorch=2.12=cuda*' torchvision=0.27 "
+                                                        "cuda-version=12.9")
+    cpu = Variant("cpu", "2.0.1", "0.15.2", None, None, None, ("3.11",), ("pytorch", "nvidia", "conda-forge"), None)
+    assert conda_line(cpu, "0.7.0").endswith("'detectron2=0.7.0=cpu*' pytorch=2.0.1 torchvision=0.15.2 cpuonly")

@@ -20,7 +20,8 @@ def _variant_tag(variant: Variant) -> str:
 
 
 def conda_specs(variant: Variant, version: str) -> List[str]:
-    specs = [f"detectron2={version}", f"pytorch={variant.pytorch}", f"torchvision={variant.torchvision}"]
+    # Build strings start with the variant name (cu117_..., cpu_...): the glob picks it exactly.
+    specs = [f"detectron2={version}={variant.name}*", f"pytorch={variant.pytorch}", f"torchvision={variant.torchvision}"]
     if "pytorch" in variant.channels:  # the pytorch channel selects CUDA through metapackages
         specs.append(f"pytorch-cuda={variant.cuda}" if variant.is_cuda else "cpuonly")
     else:  # conda-forge: the flavour is in pytorch's build string, the runtime in cuda-version
@@ -58,8 +59,11 @@ def current_variant(facts: Facts) -> Optional[Variant]:
     torch = facts.torch
     if torch is None:
         return None
+    cuda = ".".join(torch.cuda.split(".")[:2]) if torch.cuda else None
+    installed = version_tuple(torch.base_version)
     for variant in VARIANTS:
-        if variant.pytorch == torch.base_version and variant.cuda == (torch.cuda and ".".join(torch.cuda.split(".")[:2])):
+        pinned = version_tuple(variant.pytorch)  # "2.12" pins 2.12.x
+        if installed[: len(pinned)] == pinned and variant.cuda == cuda:
             return variant
     return None
 
