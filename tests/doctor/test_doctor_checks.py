@@ -448,3 +448,11 @@ def test_conda_lines_for_both_stacks():
                                                         "cuda-version=12.9")
     cpu = Variant("cpu", "2.0.1", "0.15.2", None, None, None, ("3.11",), ("pytorch", "nvidia", "conda-forge"), None)
     assert conda_line(cpu, "0.7.0").endswith("'detectron2=0.7.0=cpu*' pytorch=2.0.1 torchvision=0.15.2 cpuonly")
+
+
+def test_system_python_prefix_does_not_swallow_usr_local(tmp_path, healthy_gpu_facts):
+    facts = healthy_gpu_facts
+    facts.prefix = str(tmp_path / "usr")
+    lib = _lib_dir(tmp_path / "usr" / "local" / "cuda-11.0" / "lib64", "libcudart.so.11.0")
+    facts.environ["LD_LIBRARY_PATH"] = str(lib)
+    assert check_ld_library_path(facts).status == WARN
