@@ -13,7 +13,7 @@ from detectron2.doctor.checks.toolchain import check_host_compiler
 from detectron2.doctor.checks.torch_install import check_cudnn, check_torch, check_torch_cuda_build, check_torch_installs
 from detectron2.doctor.facts import ExtInfo, Toolchain
 from detectron2.doctor.result import FAIL, OK, SKIP, WARN
-from detectron2.utils._fatbin import parse_arch_flags, parse_arch_list
+from detectron2.utils._fatbin import parse_arch_list
 from detectron2.utils._gpu_probe import DriverInfo
 
 ALL = [check_torch, check_torch_installs, check_driver, check_torch_cuda_build, check_cudnn, check_torch_arch,
@@ -90,6 +90,15 @@ def test_pip_torch_shadows_conda_torch(env_dirs, healthy_gpu_facts):
     assert result.status == FAIL and "pip-installed torch shadows" in result.summary
     assert result.fix[0] == "pip uninstall -y torch torchvision"
     assert result.fix[1].startswith("conda install")
+
+
+def test_python_outside_the_active_conda_env(env_dirs, healthy_gpu_facts, tmp_path):
+    facts = healthy_gpu_facts
+    facts.environ["CONDA_PREFIX"] = str(tmp_path / "miniconda3" / "envs" / "det")
+    result = check_torch_installs(facts)
+    assert result.status == WARN and "not the active conda environment" in result.summary
+    facts.environ["CONDA_PREFIX"] = str(env_dirs["prefix"])
+    assert check_torch_installs(facts).status == OK
 
 
 def test_conda_torch_is_fine(env_dirs, healthy_gpu_facts):
@@ -264,7 +273,8 @@ def test_polluted_ld_library_path_other_major_warns(tmp_path, healthy_gpu_facts)
     assert result.fix == ["unset LD_LIBRARY_PATH"]
 
 
-def test_polluted_ld_library_path_same_major_fails(tmp_path, healthy_gpu_facts):
+def test_polluted_ld_library_path_same_major_fails(tmp_path, env_dirs, healthy_gpu_facts):
+    _lib_dir(env_dirs["site"] / "nvidia" / "cuda_runtime" / "lib", "libcudart.so.11.0")  # pip's CUDA wheel
     lib = _lib_dir(tmp_path / "cuda-11.0" / "lib64", "libcudart.so.11.0")
     facts = healthy_gpu_facts  # torch CUDA 11.7 uses libcudart.so.11.0
     facts.environ["LD_LIBRARY_PATH"] = f"{lib}:/opt/keep/lib"
@@ -274,13 +284,23 @@ def test_polluted_ld_library_path_same_major_fails(tmp_path, healthy_gpu_facts):
     assert result.fix == ["export LD_LIBRARY_PATH=/opt/keep/lib", "module unload cuda"]
 
 
-def test_library_actually_loaded_from_ld_library_path(tmp_path, healthy_gpu_facts):
+def test_library_actually_loaded_from_ld_library_path(tmp_path, env_dirs, healthy_gpu_facts):
+    _lib_dir(env_dirs["torch"] / "lib", "libcudnn.so.7")
     lib = _lib_dir(tmp_path / "cudnn-8.2" / "lib", "libcudnn.so.7")
     facts = healthy_gpu_facts
     facts.environ["LD_LIBRARY_PATH"] = str(lib)
     facts.loaded_libraries = [str(lib / "libcudnn.so.7")]
     result = check_ld_library_path(facts)
     assert result.status == FAIL and "override" in result.summary
+
+
+def test_system_cuda_as_the_only_provider_is_fine(tmp_path, healthy_gpu_facts):
+    # Containers that build torch against /usr/local/cuda: nothing in the env to override.
+    lib = _lib_dir(tmp_path / "usr-local-cuda" / "lib64", "libcudart.so.11.0", "libcudnn.so.8")
+    facts = healthy_gpu_facts
+    facts.environ["LD_LIBRARY_PATH"] = str(lib)
+    facts.loaded_libraries = [str(lib / "libcudart.so.11.0"), str(lib / "libcudnn.so.8")]
+    assert check_ld_library_path(facts).status == OK
 
 
 def test_stub_libcuda_on_ld_library_path(tmp_path, healthy_gpu_facts):
@@ -392,3 +412,47 @@ def test_clang_host_compiler_is_not_judged(tmp_path, healthy_gpu_facts):
     result = check_host_compiler(facts)
     assert result.status == OK and "only GCC is checked" in result.summary
 
+
+
+# --- variant choice for fixes ------------------------------------------------------------------
+
+
+def test_best_variant_follows_driver_and_gpu(healthy_gpu_facts):
+    from detectron2.doctor.fixes import best_variant
+
+    facts = healthy_gpu_facts
+    assert best_variant(facts).name == "cu118"  # A100, driver 535: newest CUDA with sm_80 SASS
+    facts.driver.version = "470.57.02"  # below both full minimums: minor-version compatibility
+    assert best_variant(facts).name == "cu118"
+    facts.driver.version = "515.65.01"  # cu117 fully supported, cu118 only through compatibility
+    assert best_variant(facts).name == "cu117"
+    facts.driver.version = "440.33.01"  # too old for any CUDA 11 build
+    assert best_variant(facts).name == "cpu"
+    facts.driver.version = "535.104.05"
+    facts.driver.gpus = [H100]  # only cu118 has sm_90 SASS
+    assert best_variant(facts).name == "cu118"
+    assert best_variant(healthy_gpu_facts, want_cuda=False).name == "cpu"
+
+
+def test_conda_lines_for_both_stacks():
+    from detectron2.doctor.fixes import conda_line
+    from detectron2.utils.variants import Variant
+
+    pytorch_stack = Variant("cu117", "2.0.1", "0.15.2", "11.7", "8.5", "8.0;8.6+PTX", ("3.11",),
+                            ("pytorch", "nvidia", "conda-forge"), "515.43.04")
+    assert conda_line(pytorch_stack, "0.7.0") == ("conda install -c detectron2-neo -c pytorch -c nvidia -c conda-forge "
+                                                  "'detectron2=0.7.0=cu117*' pytorch=2.0.1 torchvision=0.15.2 pytorch-cuda=11.7")
+    forge = Variant("cu129", "2.12", "0.27", "12.9", "9", "9.0+PTX", ("3.12",), ("conda-forge",), "575.51.03")
+    assert conda_line(forge, "0.7.0", tool="mamba") == ("mamba install -c detectron2-neo -c conda-forge "
+                                                        "'detectron2=0.7.0=cu129*' 'pytorch=2.12=cuda*' torchvision=0.27 "
+                                                        "cuda-version=12.9")
+    cpu = Variant("cpu", "2.0.1", "0.15.2", None, None, None, ("3.11",), ("pytorch", "nvidia", "conda-forge"), None)
+    assert conda_line(cpu, "0.7.0").endswith("'detectron2=0.7.0=cpu*' pytorch=2.0.1 torchvision=0.15.2 cpuonly")
+
+
+def test_system_python_prefix_does_not_swallow_usr_local(tmp_path, healthy_gpu_facts):
+    facts = healthy_gpu_facts
+    facts.prefix = str(tmp_path / "usr")
+    lib = _lib_dir(tmp_path / "usr" / "local" / "cuda-11.0" / "lib64", "libcudart.so.11.0")
+    facts.environ["LD_LIBRARY_PATH"] = str(lib)
+    assert check_ld_library_path(facts).status == WARN

@@ -67,7 +67,7 @@ def test_json_run_on_this_machine():
 
     env = report["environment"]
     assert env["torch"]["version"] == torch.__version__ and env["torch"]["cuda"] == torch.version.cuda
-    has_driver = os.path.exists("/proc/driver/nvidia/version") or os.path.exists("/dev/nvidiactl")
+    has_driver = os.path.exists("/proc/driver/nvidia/version") or os.path.exists("/dev/dxg")
     assert env["driver"]["present"] == has_driver
     by_name = {c["name"]: c for c in report["checks"]}
     if not has_driver:  # this development machine: no GPU, so nothing GPU-side may be claimed
@@ -75,10 +75,14 @@ def test_json_run_on_this_machine():
         assert by_name["driver"]["status"] == SKIP
         assert by_name["selftest"]["status"] == SKIP
         assert by_name["ext-arch"]["status"] == SKIP
-    # The budget is 5 s on a healthy machine; `import torch` alone can take longer on a
-    # loaded one, so the doctor's own share is what is held to the budget there.
+    # The budget is 5 s on a healthy machine. `import torch` alone can take longer on a
+    # loaded one (this machine is shared), so there the doctor's own work is what is held
+    # to the budget: its in-process time beyond importing torch, and its wall time beyond
+    # a bare `python -c "import torch"`.
+    own = report["elapsed_s"] - report["timings_s"]["_torch_probe"]
+    assert own < 1.5, report["timings_s"]
     baseline = _import_torch_seconds()
-    assert seconds < 5.0 or seconds - baseline < 2.5, (seconds, baseline, report["timings_s"])
+    assert seconds < 5.0 or seconds < baseline + 2.5, (seconds, baseline, report["timings_s"])
 
 
 def test_table_run_names_failed_checks():

@@ -116,7 +116,7 @@ def test_ext_import_fix_for_conda(env_dirs, healthy_gpu_facts):
     facts.ext = ExtInfo(path=None, loaded=False, error=f"ImportError: /x/_C.so: undefined symbol: {TORCH_SYMBOL}")
     fix = check_ext_import(facts).fix
     assert fix[0].startswith(("conda install", "mamba install"))
-    for word in ("-c detectron2-neo", "-c pytorch", "-c nvidia", "detectron2=0.7.0", "pytorch=2.0.1", "pytorch-cuda=11.7"):
+    for word in ("-c detectron2-neo", "-c pytorch", "-c nvidia", "detectron2=0.7.0=cu117*", "pytorch=2.0.1", "pytorch-cuda=11.7"):
         assert word in fix[0]
 
 

@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Tuple
 
 from detectron2.utils._fatbin import FatbinEntry, FatbinError, parse_arch_flags, read_fatbin_entries
@@ -260,7 +260,9 @@ class Facts:
     @cached_property
     def env_library_dirs(self) -> List[str]:
         """Directories whose libraries belong to this environment (prefix, torch, pip CUDA wheels)."""
-        dirs = [self.prefix]
+        # prefix/lib, not the prefix itself: for a system Python the prefix is /usr, and
+        # /usr/local/cuda must still count as outside.
+        dirs = [os.path.join(self.prefix, "lib"), os.path.join(self.prefix, "lib64")]
         if self.torch is not None:
             dirs.append(os.path.dirname(self.torch.path))  # site-packages: torch/lib, nvidia/*/lib
         return [os.path.realpath(d) for d in dirs]

@@ -7,7 +7,7 @@ rebuild of detectron2 against it; source checkouts get the in-place build.
 import shlex
 from typing import List, Optional, Sequence
 
-from detectron2.doctor.cuda_tables import at_least, version_tuple
+from detectron2.doctor.cuda_tables import at_least, minor_compat_min_driver, version_tuple
 from detectron2.doctor.facts import Facts
 from detectron2.utils._fatbin import kernel_image_for, parse_arch_list
 from detectron2.utils.variants import CHANNEL, VARIANTS, Variant
@@ -20,7 +20,8 @@ def _variant_tag(variant: Variant) -> str:
 
 
 def conda_specs(variant: Variant, version: str) -> List[str]:
-    specs = [f"detectron2={version}", f"pytorch={variant.pytorch}", f"torchvision={variant.torchvision}"]
+    # Build strings start with the variant name (cu117_..., cpu_...): the glob picks it exactly.
+    specs = [f"detectron2={version}={variant.name}*", f"pytorch={variant.pytorch}", f"torchvision={variant.torchvision}"]
     if "pytorch" in variant.channels:  # the pytorch channel selects CUDA through metapackages
         specs.append(f"pytorch-cuda={variant.cuda}" if variant.is_cuda else "cpuonly")
     else:  # conda-forge: the flavour is in pytorch's build string, the runtime in cuda-version
@@ -58,8 +59,11 @@ def current_variant(facts: Facts) -> Optional[Variant]:
     torch = facts.torch
     if torch is None:
         return None
+    cuda = ".".join(torch.cuda.split(".")[:2]) if torch.cuda else None
+    installed = version_tuple(torch.base_version)
     for variant in VARIANTS:
-        if variant.pytorch == torch.base_version and variant.cuda == (torch.cuda and ".".join(torch.cuda.split(".")[:2])):
+        pinned = version_tuple(variant.pytorch)  # "2.12" pins 2.12.x
+        if installed[: len(pinned)] == pinned and variant.cuda == cuda:
             return variant
     return None
 
@@ -78,17 +82,23 @@ def _covers(variant: Variant, capabilities: Sequence) -> int:
 
 
 def best_variant(facts: Facts, want_cuda: Optional[bool] = None) -> Variant:
-    """The variant to install here: a CUDA one the driver runs and whose ops cover every GPU
-    (SASS preferred, newest CUDA first), else the CPU one."""
+    """The variant to install here: a CUDA one the driver runs (fully, else through minor
+    version compatibility) and whose ops cover every GPU (SASS preferred), newest CUDA
+    first; else the CPU one."""
     gpus = facts.gpus
     if want_cuda is None:
         want_cuda = bool(gpus)
     cpu = [v for v in VARIANTS if not v.is_cuda]
     if want_cuda:
         driver = facts.driver.version
-        runnable = [v for v in VARIANTS if v.is_cuda and (driver is None or v.min_driver is None or at_least(driver, v.min_driver))]
+
+        def runs(v: Variant, minimum: Optional[str]) -> bool:
+            return driver is None or minimum is None or at_least(driver, minimum)
+
+        runnable = [v for v in VARIANTS if v.is_cuda and runs(v, minor_compat_min_driver(v.cuda or ""))]
         caps = [g.capability for g in gpus]
-        ranked = sorted(runnable, key=lambda v: (_covers(v, caps), version_tuple(v.cuda or "0")), reverse=True)
+        ranked = sorted(runnable, key=lambda v: (_covers(v, caps), runs(v, v.min_driver), version_tuple(v.cuda or "0")),
+                        reverse=True)
         if ranked and (not caps or _covers(ranked[0], caps) > 0):
             return ranked[0]
     return cpu[0] if cpu else VARIANTS[0]

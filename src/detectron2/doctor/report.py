@@ -1,4 +1,18 @@
-"""Render results: a table for people (colour on a TTY), JSON for scripts."""
+"""Render results: a table for people (colour on a TTY), JSON for scripts.
+
+The JSON report (schema_version 1)::
+
+    {"schema_version": 1, "tool": "detectron2-doctor",
+     "healthy": bool,                 # no check failed
+     "failed": [name, ...], "warned": [name, ...],
+     "elapsed_s": float,
+     "environment": {"python", "platform", "environment": "conda"|"pip", "prefix",
+                     "detectron2": {...}, "torch": {...}|null, "extension": {...},
+                     "driver": {...}, "gpus": [{"index", "name", "capability"}]},
+     "checks": [{"name", "title", "status": "ok"|"warn"|"fail"|"skip",
+                 "summary": str, "evidence": [str], "fix": [str]}],
+     "timings_s": {fact or "check:<name>": seconds}}
+"""
 import os
 import sys
 import textwrap

@@ -15,8 +15,9 @@ from typing import List, Optional, Tuple
 __all__ = ["GPU", "DriverInfo", "driver_present", "probe_driver", "read_kernel_module_version"]
 
 _PROC_VERSION = "/proc/driver/nvidia/version"
-# Device nodes of the Linux driver, and of WSL2's GPU paravirtualisation.
-_DEVICE_NODES = ("/dev/nvidiactl", "/dev/dxg")
+# WSL2's GPU paravirtualisation device (it has no /proc/driver/nvidia). A bare
+# /dev/nvidiactl is no evidence: user-space libcuda can create it without a kernel module.
+_DEVICE_NODES = ("/dev/dxg",)
 
 # CUresult codes worth naming in a diagnosis (cuda.h).
 CU_ERRORS = {
@@ -70,9 +71,9 @@ def read_kernel_module_version(path: str = _PROC_VERSION) -> Optional[str]:
     return m.group(1) if m else None
 
 
-def _nvml_driver_version() -> Optional[str]:
+def _nvml_driver_version(library: str = "libnvidia-ml.so.1") -> Optional[str]:
     try:
-        nvml = ctypes.CDLL("libnvidia-ml.so.1")
+        nvml = ctypes.CDLL(library)
     except OSError:
         return None
     if nvml.nvmlInit_v2() != 0:
@@ -102,13 +103,13 @@ def _cu_error(code: int) -> str:
     return f"{CU_ERRORS.get(code, 'CUresult')} ({code})"
 
 
-def _query_driver_api(info: DriverInfo) -> None:
+def _query_driver_api(info: DriverInfo, library: str = "libcuda.so.1") -> None:
     try:
-        cuda = ctypes.CDLL("libcuda.so.1")
+        cuda = ctypes.CDLL(library)
     except OSError as e:
-        info.error = f"libcuda.so.1 cannot be loaded: {e}"
+        info.error = f"{os.path.basename(library)} cannot be loaded: {e}"
         return
-    info.libcuda_path = _loaded_path("libcuda.so")
+    info.libcuda_path = os.path.realpath(library) if os.sep in library else _loaded_path("libcuda.so")
     version = ctypes.c_int(0)
     if cuda.cuDriverGetVersion(ctypes.byref(version)) == 0 and version.value > 0:
         info.cuda_version = f"{version.value // 1000}.{(version.value % 1000) // 10}"
@@ -132,12 +133,14 @@ def _query_driver_api(info: DriverInfo) -> None:
         info.gpus.append(GPU(index, name.value.decode(errors="replace"), (major.value, minor.value)))
 
 
-def probe_driver() -> DriverInfo:
-    """What the NVIDIA driver reports; cheap and side-effect free without a driver."""
+def probe_driver(libcuda: str = "libcuda.so.1", libnvml: str = "libnvidia-ml.so.1",
+                 proc_version: str = _PROC_VERSION) -> DriverInfo:
+    """What the NVIDIA driver reports; cheap and side-effect free without a driver.
+    (The library and file names are parameters for tests with stand-in drivers.)"""
     if not driver_present():
         return DriverInfo(present=False)
-    info = DriverInfo(present=True, version=read_kernel_module_version())
-    _query_driver_api(info)
+    info = DriverInfo(present=True, version=read_kernel_module_version(proc_version))
+    _query_driver_api(info, libcuda)
     if info.version is None:
-        info.version = _nvml_driver_version()
+        info.version = _nvml_driver_version(libnvml)
     return info

@@ -65,7 +65,7 @@ def check_driver(facts: Facts) -> CheckResult:
     driver = facts.driver
     if not driver.present:
         return CheckResult("driver", SKIP, "no NVIDIA driver on this machine (CPU only)",
-                           ["no /proc/driver/nvidia/version, /dev/nvidiactl or /dev/dxg"])
+                           ["no NVIDIA kernel module (/proc/driver/nvidia/version) and no WSL GPU (/dev/dxg)"])
     evidence = [f"driver {driver.version or 'unknown'}, supports CUDA {driver.cuda_version or 'unknown'}"]
     if driver.libcuda_path:
         evidence.append(f"libcuda: {driver.libcuda_path}")

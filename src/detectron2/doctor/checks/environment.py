@@ -1,10 +1,10 @@
 """The process environment: LD_LIBRARY_PATH overrides and which detectron2 is imported."""
+import glob
 import os
 import re
-from typing import Dict, List, Optional
+from typing import Dict, List, Set
 
 from detectron2.doctor import fixes
-from detectron2.doctor.cuda_tables import version_tuple
 from detectron2.doctor.facts import CUDA_LIBRARY_PATTERN, Facts
 from detectron2.doctor.result import FAIL, OK, WARN, CheckResult
 
@@ -12,23 +12,6 @@ from detectron2.doctor.result import FAIL, OK, WARN, CheckResult
 def _is_within(path: str, roots: List[str]) -> bool:
     real = os.path.realpath(path)
     return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
-
-
-def _soname_major(file_name: str) -> Optional[int]:
-    m = re.search(r"\.so\.(\d+)", file_name)
-    return int(m.group(1)) if m else None
-
-
-def _expected_majors(facts: Facts) -> Dict[str, int]:
-    """Library stem -> the major version this environment's torch uses."""
-    torch = facts.torch
-    majors: Dict[str, int] = {}
-    if torch is not None and torch.cuda:
-        cuda_major = version_tuple(torch.cuda)[0]
-        majors.update({"libcudart": cuda_major, "libcublas": cuda_major, "libcublasLt": cuda_major, "libnvrtc": cuda_major})
-    if torch is not None and torch.cudnn:
-        majors["libcudnn"] = version_tuple(torch.cudnn)[0]
-    return majors
 
 
 def _foreign_dirs(facts: Facts) -> Dict[str, List[str]]:
@@ -45,6 +28,22 @@ def _foreign_dirs(facts: Facts) -> Dict[str, List[str]]:
         if names:
             found[directory] = names
     return found
+
+
+def _env_copies(facts: Facts) -> Set[str]:
+    """File names of the CUDA libraries the environment ships itself (conda lib/, torch/lib,
+    pip's nvidia/*/lib): only those can be overridden by an outside directory."""
+    dirs = [os.path.join(facts.prefix, "lib")]
+    if facts.torch is not None:
+        site = os.path.dirname(facts.torch.path)
+        dirs += [os.path.join(facts.torch.path, "lib")] + glob.glob(os.path.join(site, "nvidia", "*", "lib"))
+    names: Set[str] = set()
+    for directory in dirs:
+        try:
+            names.update(n for n in os.listdir(directory) if CUDA_LIBRARY_PATTERN.match(n))
+        except OSError:
+            continue
+    return names
 
 
 def _fix(facts: Facts, bad: List[str]) -> List[str]:
@@ -69,22 +68,27 @@ def check_ld_library_path(facts: Facts) -> CheckResult:
     for directory, names in foreign.items():
         evidence.append(f"{directory}: {' '.join(names)}")
     stubs = [d for d, names in foreign.items() if "stubs" in d.split(os.sep) and any(n.startswith("libcuda.so") for n in names)]
-    real_dirs = {os.path.realpath(d): d for d in foreign}
-    used = [p for p in facts.loaded_libraries if os.path.dirname(os.path.realpath(p)) in real_dirs]
-    majors = _expected_majors(facts)
-    clashing = sorted({d for d, names in foreign.items() for n in names
-                       if majors.get(n.split(".so")[0]) is not None and _soname_major(n) == majors[n.split(".so")[0]]})
     if stubs:
         return CheckResult("ld-library-path", FAIL, "LD_LIBRARY_PATH puts the CUDA toolkit's stub libcuda before the driver",
                            evidence, _fix(facts, stubs))
-    if used:
-        evidence += [f"loaded from LD_LIBRARY_PATH: {p}" for p in used]
-        bad = sorted({real_dirs[os.path.dirname(os.path.realpath(p))] for p in used})
+    own = _env_copies(facts)
+    real_dirs = {os.path.realpath(d): d for d in foreign}
+    used = [p for p in facts.loaded_libraries if os.path.dirname(os.path.realpath(p)) in real_dirs]
+    overridden = [p for p in used if os.path.basename(p) in own]
+    if overridden:
+        evidence += [f"loaded from LD_LIBRARY_PATH instead of the environment's copy: {p}" for p in overridden]
+        bad = sorted({real_dirs[os.path.dirname(os.path.realpath(p))] for p in overridden})
         return CheckResult("ld-library-path", FAIL, "CUDA libraries from LD_LIBRARY_PATH override this environment's",
                            evidence, _fix(facts, bad))
+    # Same file name = same soname: the loader would take the LD_LIBRARY_PATH copy first.
+    clashing = sorted({d for d, names in foreign.items() if own.intersection(names)})
     if clashing:
         return CheckResult("ld-library-path", FAIL, "LD_LIBRARY_PATH holds the same CUDA/cuDNN libraries as this environment "
                            "and can override them", evidence, _fix(facts, clashing))
+    if used:  # the environment has no copy of its own: this directory is its CUDA provider
+        evidence += [f"loaded from LD_LIBRARY_PATH: {p}" for p in used]
+        return CheckResult("ld-library-path", OK, "torch uses the CUDA libraries on LD_LIBRARY_PATH (the environment ships "
+                           "none of its own)", evidence)
     return CheckResult("ld-library-path", WARN, "LD_LIBRARY_PATH holds a system or module CUDA (not used by torch now, but "
                        "picked up by source builds and other libraries)", evidence, _fix(facts, list(foreign)))
 

@@ -26,7 +26,7 @@ def _loader_fix(facts: Facts, diag: loader.LoaderDiagnosis) -> List[str]:
                 "if that does not help, torch itself is damaged:"] + fixes.reinstall_lines(facts, rebuild=False)
     if cause == loader.GLIBCXX:
         gcc = _GLIBCXX_GCC.get((diag.symbol or "").replace("GLIBCXX_", ""), 12)
-        lines = [f"remove directories holding an older libstdc++.so.6 from LD_LIBRARY_PATH"]
+        lines = ["remove directories holding an older libstdc++.so.6 from LD_LIBRARY_PATH"]
         if facts.env_kind == "conda":
             return lines + [f"{facts.conda_tool} install -c conda-forge 'libstdcxx-ng>={gcc}'"]
         return lines + ["or rebuild _C with the compiler of this system:"] + fixes.rebuild_lines(facts)

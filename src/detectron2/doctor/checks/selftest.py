@@ -3,6 +3,7 @@
 Ops are looked up through their public import paths; one that is not there is reported
 as skipped ("op not built"), never imitated.
 """
+import contextlib
 import copy
 import importlib
 from dataclasses import dataclass
@@ -155,6 +156,19 @@ def _compare(spec: OpSpec, expected, actual) -> Optional[str]:
     return f"max abs difference {(expected - actual).abs().max().item():.3g} (tolerance 1e-4)"
 
 
+@contextlib.contextmanager
+def _full_fp32():
+    """TF32 matmuls/convolutions on Ampere+ differ from CPU far beyond the tolerance."""
+    import torch
+
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 def _one(spec: OpSpec, facts: Facts, devices: List[Any]) -> CheckResult:
     name = f"selftest.{spec.name}"
     op = resolve(spec.targets)
@@ -189,4 +203,5 @@ def check_selftest(facts: Facts) -> List[CheckResult]:
     devices = [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
     if not devices:
         return [CheckResult("selftest", SKIP, "torch sees no GPU (CUDA_VISIBLE_DEVICES?)")]
-    return [_one(spec, facts, devices) for spec in OPS]
+    with _full_fp32():
+        return [_one(spec, facts, devices) for spec in OPS]

@@ -47,6 +47,13 @@ def check_torch_installs(facts: Facts) -> CheckResult:
     installs = facts.torch_installs
     torch = facts.torch
     evidence = [f"torch package on sys.path: {p}" for p in installs]
+    active = facts.environ.get("CONDA_PREFIX")
+    if active and os.path.realpath(active) != os.path.realpath(facts.prefix):
+        evidence.append(f"CONDA_PREFIX = {active}, but this Python runs from {facts.prefix}")
+        return CheckResult("torch-installs", WARN, "this Python is not the active conda environment's: its packages are not "
+                           "the ones conda manages there", evidence,
+                           [f"run the environment's interpreter: {os.path.join(active, 'bin', 'python')} -m detectron2.doctor",
+                            "(check `which python`; an alias, a venv or ~/.local/bin may come first on PATH)"])
     if len(installs) > 1:
         shadowed = ", ".join(installs[1:])
         fix = [f"remove the extra copies so only one torch remains (e.g. `pip uninstall torch` in the environment that owns {shadowed}),",
