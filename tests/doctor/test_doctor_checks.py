@@ -310,6 +310,17 @@ def test_stub_libcuda_on_ld_library_path(tmp_path, healthy_gpu_facts):
     assert result.status == FAIL and "stub" in result.summary
 
 
+def test_driver_library_dir_on_ld_library_path_is_fine(tmp_path, env_dirs, healthy_gpu_facts):
+    # Seen on the H100 containers: LD_LIBRARY_PATH=/usr/local/nvidia/lib64 holds the driver's libcuda.
+    _lib_dir(env_dirs["torch"] / "lib", "libcuda.so")  # e.g. a stub some wheels carry
+    lib = _lib_dir(tmp_path / "usr-local-nvidia" / "lib64", "libcuda.so", "libcuda.so.1", "libcuda.so.580.159.04")
+    facts = healthy_gpu_facts
+    facts.environ["LD_LIBRARY_PATH"] = str(lib)
+    facts.loaded_libraries = [str(lib / "libcuda.so.580.159.04")]
+    result = check_ld_library_path(facts)
+    assert result.status == OK, result
+
+
 def test_environment_own_libraries_are_fine(env_dirs, healthy_gpu_facts):
     lib = _lib_dir(env_dirs["prefix"] / "lib", "libcudart.so.11.0", "libcudnn.so.8")
     healthy_gpu_facts.environ["LD_LIBRARY_PATH"] = str(lib)

@@ -30,6 +30,10 @@ def _foreign_dirs(facts: Facts) -> Dict[str, List[str]]:
     return found
 
 
+def _is_driver_library(name: str) -> bool:
+    return name.startswith("libcuda.so")
+
+
 def _env_copies(facts: Facts) -> Set[str]:
     """File names of the CUDA libraries the environment ships itself (conda lib/, torch/lib,
     pip's nvidia/*/lib): only those can be overridden by an outside directory."""
@@ -40,7 +44,7 @@ def _env_copies(facts: Facts) -> Set[str]:
     names: Set[str] = set()
     for directory in dirs:
         try:
-            names.update(n for n in os.listdir(directory) if CUDA_LIBRARY_PATTERN.match(n))
+            names.update(n for n in os.listdir(directory) if CUDA_LIBRARY_PATTERN.match(n) and not _is_driver_library(n))
         except OSError:
             continue
     return names
@@ -71,6 +75,12 @@ def check_ld_library_path(facts: Facts) -> CheckResult:
     if stubs:
         return CheckResult("ld-library-path", FAIL, "LD_LIBRARY_PATH puts the CUDA toolkit's stub libcuda before the driver",
                            evidence, _fix(facts, stubs))
+    # The driver's own libcuda belongs on the loader path (containers put it there); only
+    # the CUDA runtime libraries an environment ships can be overridden.
+    foreign = {d: [n for n in names if not _is_driver_library(n)] for d, names in foreign.items()}
+    foreign = {d: names for d, names in foreign.items() if names}
+    if not foreign:
+        return CheckResult("ld-library-path", OK, "only the NVIDIA driver's libraries are on LD_LIBRARY_PATH", evidence)
     own = _env_copies(facts)
     real_dirs = {os.path.realpath(d): d for d in foreign}
     used = [p for p in facts.loaded_libraries if os.path.dirname(os.path.realpath(p)) in real_dirs]
