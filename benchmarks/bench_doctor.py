@@ -55,6 +55,14 @@ def main():
     peer = time_fn(get_pretty_env_info, iters=max(1, args.iters // 3), warmup=1)
     rows.append(["full diagnosis (doctor, no selftest) vs torch collect_env", len(run_checks(Facts(), selftest=False)),
                  ours, peer, ours / peer])
+    # The user-facing budget: `python -m detectron2.doctor` end to end (5 s on a healthy
+    # machine without a GPU), beside a bare `python -c "import torch"`.
+    cli = [sys.executable, "-m", "detectron2.doctor", "--json"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    ours = time_fn(lambda: subprocess.run(cli, capture_output=True, env=env), iters=max(1, args.iters // 3), warmup=0)
+    peer = time_fn(lambda: subprocess.run([sys.executable, "-c", "import torch"], env=env), iters=max(1, args.iters // 3),
+                   warmup=0)
+    rows.append(["python -m detectron2.doctor --json (wall) vs python -c 'import torch'", "-", ours, peer, ours / peer])
     print(f"device: CPU, Python {sys.version.split()[0]}, torch {torch.__version__}; peer for listings: "
           f"{cuobjdump or 'none found'}")
     print_table(rows, ["case", "entries/checks", "ours ms", "peer ms", "ours/peer"])
