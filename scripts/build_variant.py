@@ -19,8 +19,8 @@ against and the build says so (such a package is for local testing, not for publ
 
 Testing: the package is installed with py-rattler into a fresh prefix. The channel model has
 no real python/pytorch binaries, so the package's dependencies are not installed by rattler:
-the tests run with the builder's python in a venv (system site-packages: its torch) whose
-.pth points at the prefix's site-packages. For CUDA variants, `cuobjdump --list-elf
+the tests run with the builder's python (its torch and other dependencies) and
+PYTHONPATH set to the prefix's site-packages only. For CUDA variants, `cuobjdump --list-elf
 --list-ptx` on the installed _C must show every SASS and PTX arch of the variant.
 """
 import argparse
@@ -213,24 +213,24 @@ def install(channel: str, build: str, prefix: str) -> None:
 
 
 def test_install(python: str, prefix: str, py: str, work: str, allow_missing_ops: bool) -> None:
-    venv = os.path.join(work, "venv")
-    run([python, "-m", "venv", "--system-site-packages", "--without-pip", venv])
+    # The builder's python (its torch) with the installed package first on the path. A venv
+    # with --system-site-packages would not do: made from a venv's python it sees the base
+    # interpreter's site-packages, i.e. another torch.
     site = os.path.join(prefix, "lib", f"python{py}", "site-packages")
-    (venv_site,) = glob.glob(os.path.join(venv, "lib", "python*", "site-packages"))
-    with open(os.path.join(venv_site, "detectron2_conda_prefix.pth"), "w") as f:
-        f.write(site + "\n")
-    vpy = os.path.join(venv, "bin", "python")
-    where = run([vpy, "-c", "import torch, detectron2, detectron2._C as C; print(detectron2.__file__); print(C.__file__)"],
-                cwd=work).split()
+    env = dict(os.environ, PYTHONPATH=site, PYTHONNOUSERSITE="1")
+    env.pop("PYTHONHOME", None)
+    where = run([python, "-c", "import torch, detectron2, detectron2._C as C; print(torch.__file__); "
+                 "print(detectron2.__file__); print(C.__file__)"], cwd=work, env=env).split()
     if not all(p.startswith(site) for p in where[-2:]):
         raise SystemExit(f"error: detectron2 was imported from {where[-2:]}, not from the installed package in {site}")
+    log(f"torch from {where[-3]}")
     log(f"import ok: {where[-1]}")
-    selftest = [vpy, os.path.join(ROOT, "recipe", "run_test.py")] + (["--allow-missing-ops"] if allow_missing_ops else [])
-    print(run(selftest, cwd=work), end="")
-    has_collect_env = run([vpy, "-c", "import importlib.util as u; print(u.find_spec('detectron2.utils.collect_env') is not None)"],
-                          cwd=work).strip().endswith("True")
+    selftest = [python, os.path.join(ROOT, "recipe", "run_test.py")] + (["--allow-missing-ops"] if allow_missing_ops else [])
+    print(run(selftest, cwd=work, env=env), end="")
+    has_collect_env = run([python, "-c", "import importlib.util as u; print(u.find_spec('detectron2.utils.collect_env') is not None)"],
+                          cwd=work, env=env).strip().endswith("True")
     if has_collect_env:
-        print(run([vpy, "-m", "detectron2.utils.collect_env"], cwd=work), end="")
+        print(run([python, "-m", "detectron2.utils.collect_env"], cwd=work, env=env), end="")
     else:
         log("NOTE: detectron2.utils.collect_env is not in this tree yet: not run")
 

@@ -95,8 +95,11 @@ def test_build_cpu_variant_end_to_end(tmp_path):
     with zipfile.ZipFile(channel / "linux-64" / pkg) as z:
         names = z.namelist()
     assert any(n.startswith("info-") for n in names) and any(n.startswith("pkg-") for n in names)
-    with open(channel / "linux-64" / "repodata.json") as f:
-        record = json.load(f)["packages.conda"][pkg]
+    from conda_package_handling import api as cph
+
+    cph.extract(str(channel / "linux-64" / pkg), dest_dir=str(tmp_path / "info"), components="info")
+    with open(tmp_path / "info" / "info" / "index.json") as f:
+        index = json.load(f)
     declared, constrains = distro.run_requirements("cpu", py)
     import torch
 
@@ -105,9 +108,14 @@ def test_build_cpu_variant_end_to_end(tmp_path):
     if version != V.get_variant("cpu").pytorch:  # built against the torch here: the pin names it
         torch_mm = ".".join(version.split(".")[:2])
         expected = [d if d.split()[0] != "pytorch" else f"pytorch {torch_mm}.* *cpu*" for d in declared]
-    assert [d for d in record["depends"] if not d.startswith("torchvision")] == \
+    assert [d for d in index["depends"] if not d.startswith("torchvision")] == \
         [d for d in expected if not d.startswith("torchvision")]
-    assert record["constrains"] == constrains
+    assert index["constrains"] == constrains
+    # the indexer's record (it writes specs in its own normal form, e.g. "==1.0")
+    with open(channel / "linux-64" / "repodata.json") as f:
+        record = json.load(f)["packages.conda"][pkg]
+    assert [d.split()[0] for d in record["depends"]] == [d.split()[0] for d in index["depends"]]
+    assert record["build"] == index["build"]
 
 
 def test_mirror_sorts_packages_by_their_subdir(tmp_path):

@@ -121,6 +121,10 @@ def test_rendered_variant(key):
         assert _spec(run, "cuda-version") == f"cuda-version >={v.cuda},<{major + 1}"
         assert _spec(host, "cuda-version") == f"cuda-version {v.cuda}"
         assert "pytorch-mutex" not in _names(run) and "pytorch-cpu <0.0a0" in constrained
+    if not (v.stack == "pytorch" and v.is_cuda):
+        assert "ignore_run_exports" not in meta["build"]
+    for section in ("build", "requirements"):  # no key left empty by its selectors
+        assert all(value is not None for value in meta[section].values()), meta[section]
 
 
 def test_variants_are_told_apart_by_build_string():

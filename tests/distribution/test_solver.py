@@ -130,3 +130,12 @@ def test_variant_env_files_solve(channels, variant):
 def test_strict_priority_keeps_conda_forges_older_detectron2_out(channels):
     pkgs = _ok(solve(channels, ["detectron2", "python 3.11.*"]))
     assert pkgs["detectron2"]["version"] == V.PACKAGE_VERSION and V.CHANNEL in pkgs["detectron2"]["channel"]
+
+
+@pytest.mark.parametrize("variant", V.VARIANTS, ids=lambda v: v.name)
+def test_doctors_install_line_solves_to_that_variant(channels, variant):
+    from detectron2.doctor.fixes import conda_specs
+
+    order = (V.CHANNEL,) + variant.channels
+    pkgs = _ok(solve(channels, conda_specs(variant, V.PACKAGE_VERSION), cuda=variant.cuda, order=order))
+    assert pkgs["detectron2"]["build"].startswith(variant.build_prefix + "_")
