@@ -3,6 +3,7 @@ datasets: every table and every per-image matching must be identical."""
 import contextlib
 import copy
 import io
+import pickle
 from types import SimpleNamespace
 
 import numpy as np
@@ -381,3 +382,25 @@ def test_core_accepts_non_contiguous_and_list_ious():
         for a, b in zip(reference, out):
             np.testing.assert_array_equal(a.detection_matches, b.detection_matches)
             np.testing.assert_array_equal(a.detection_ignores, b.detection_ignores)
+
+
+def test_core_objects_pickle():
+    C = load_C()
+    ann = _ann(7, 0.25, 12.5, is_crowd=True, ignore=True)
+    back = pickle.loads(pickle.dumps(ann))
+    assert (back.id, back.score, back.area, back.is_crowd, back.ignore) == (7, 0.25, 12.5, True, True)
+    assert repr(back) == "InstanceAnnotation(id=7, score=0.25, area=12.5, is_crowd=True, ignore=True)"
+
+    dataset, results = random_coco(8, "bbox")
+    evaluator = run_eval(COCOeval_opt, dataset, results, "bbox")
+    evaluations = pickle.loads(pickle.dumps(evaluator._evalImgs_cpp))
+    for a, b in zip(evaluator._evalImgs_cpp, evaluations):
+        assert a.is_empty == b.is_empty
+        for field in ("detection_ids", "detection_scores", "ground_truth_ids", "ground_truth_ignores",
+                      "detection_matches", "ground_truth_matches", "detection_ignores"):
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    result = C.COCOevalAccumulate(evaluator._paramsEval, evaluations)
+    np.testing.assert_array_equal(np.asarray(result["precision"]).reshape(result["counts"]), evaluator.eval["precision"])
+    with pytest.raises(ValueError, match="inconsistent"):
+        blank = C.ImageEvaluation.__new__(C.ImageEvaluation)  # what pickle does
+        blank.__setstate__((2, False, [1], [0.5], [], [], [0], [], [0, 0]))

@@ -8,6 +8,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <utility>
@@ -16,7 +17,7 @@
 #include "cocoeval/cocoeval.h"
 
 namespace detectron2 {
-namespace COCOeval {
+namespace COCOeval D2_COCOEVAL_HIDDEN {
 namespace python {
 
 namespace py = pybind11;
@@ -171,9 +172,62 @@ inline py::dict Accumulate(const py::object& params, const py::object& evaluatio
   return out;
 }
 
+// Read-only fields and pickling (evaluators are pickled to gather them across processes).
+inline void DefineInstanceAnnotation(py::class_<InstanceAnnotation>& cls) {
+  using A = InstanceAnnotation;
+  cls.def_readonly("id", &A::id)
+      .def_readonly("score", &A::score)
+      .def_readonly("area", &A::area)
+      .def_readonly("is_crowd", &A::is_crowd)
+      .def_readonly("ignore", &A::ignore)
+      .def("__repr__", [](const A& a) {
+        return "InstanceAnnotation(id=" + std::to_string(a.id) + ", score=" + std::string(py::repr(py::float_(a.score))) +
+               ", area=" + std::string(py::repr(py::float_(a.area))) + ", is_crowd=" + (a.is_crowd ? "True" : "False") +
+               ", ignore=" + (a.ignore ? "True" : "False") + ")";
+      })
+      .def(py::pickle(
+          [](const A& a) { return py::make_tuple(a.id, a.score, a.area, a.is_crowd, a.ignore); },
+          [](const py::tuple& t) {
+            if (t.size() != 5) {
+              throw py::value_error("InstanceAnnotation: pickled state must have 5 fields");
+            }
+            return A(t[0].cast<int64_t>(), t[1].cast<double>(), t[2].cast<double>(), t[3].cast<bool>(),
+                     t[4].cast<bool>());
+          }));
+}
+
+inline py::tuple ImageEvaluationState(const ImageEvaluation& e) {
+  return py::make_tuple(e.num_iou_thresholds, e.is_empty, e.detection_ids, e.detection_scores, e.ground_truth_ids,
+                        e.ground_truth_ignores, e.detection_matches, e.ground_truth_matches, e.detection_ignores);
+}
+
+inline ImageEvaluation ImageEvaluationFromState(const py::tuple& t) {
+  if (t.size() != 9) {
+    throw py::value_error("ImageEvaluation: pickled state must have 9 fields");
+  }
+  ImageEvaluation e;
+  e.num_iou_thresholds = t[0].cast<int64_t>();
+  e.is_empty = t[1].cast<bool>();
+  e.detection_ids = t[2].cast<std::vector<int64_t>>();
+  e.detection_scores = t[3].cast<std::vector<double>>();
+  e.ground_truth_ids = t[4].cast<std::vector<int64_t>>();
+  e.ground_truth_ignores = t[5].cast<std::vector<uint8_t>>();
+  e.detection_matches = t[6].cast<std::vector<int64_t>>();
+  e.ground_truth_matches = t[7].cast<std::vector<int64_t>>();
+  e.detection_ignores = t[8].cast<std::vector<uint8_t>>();
+  const size_t T = static_cast<size_t>(std::max<int64_t>(e.num_iou_thresholds, 0));
+  const size_t D = e.detection_ids.size(), G = e.ground_truth_ids.size();
+  if (e.detection_scores.size() != D || e.ground_truth_ignores.size() != G || e.detection_matches.size() != T * D ||
+      e.ground_truth_matches.size() != T * G || e.detection_ignores.size() != T * D) {
+    throw py::value_error("ImageEvaluation: pickled state has inconsistent sizes");
+  }
+  return e;
+}
+
 // Read-only views of one evaluation, shaped like the matching entry of pycocotools' evalImgs.
-inline void BindImageEvaluationViews(py::class_<ImageEvaluation>& cls) {
+inline void DefineImageEvaluation(py::class_<ImageEvaluation>& cls) {
   using E = ImageEvaluation;
+  cls.def(py::pickle(&ImageEvaluationState, &ImageEvaluationFromState));
   auto per_threshold = [](const E& e, size_t n) -> std::vector<py::ssize_t> {
     return {static_cast<py::ssize_t>(e.num_iou_thresholds), static_cast<py::ssize_t>(n)};
   };
