@@ -404,3 +404,24 @@ def test_core_objects_pickle():
     with pytest.raises(ValueError, match="inconsistent"):
         blank = C.ImageEvaluation.__new__(C.ImageEvaluation)  # what pickle does
         blank.__setstate__((2, False, [1], [0.5], [], [], [0], [], [0, 0]))
+
+
+def test_core_reads_annotation_dicts_like_instance_annotations():
+    C = load_C()
+    gt_dicts = [{"id": 1, "area": 100.0, "iscrowd": 0, "ignore": 0}, {"id": 2, "area": 400, "iscrowd": 1, "ignore": 1}]
+    dt_dicts = [{"id": 10.0, "area": 90.0, "score": 0.9}, {"id": 12, "area": 300.0, "score": np.float32(0.5)},
+                {"id": np.int64(11), "area": 20.0, "score": 0.5, "iscrowd": 0}]
+    as_objects = [[[_ann(1), _ann(2, area=400.0, is_crowd=True, ignore=True)]]], [[
+        [_ann(10, 0.9, 90.0), _ann(12, 0.5, 300.0), _ann(11, 0.5, 20.0)]]]
+    ious = [[np.array([[0.8, 0.0], [0.6, 0.7], [0.0, 0.9]])]]
+    want = C.COCOevalEvaluateImages(AREAS, 100, THRESHOLDS, ious, *as_objects)
+    got = C.COCOevalEvaluateImages(AREAS, 100, THRESHOLDS, ious, [[gt_dicts]], [(tuple(dt_dicts),)])
+    for a, b in zip(want, got):
+        for field in ("detection_ids", "detection_scores", "ground_truth_ids", "detection_matches", "detection_ignores"):
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    with pytest.raises(ValueError, match=r"dt_instances\[0\]\[0\]\[1\] is a dict without the key 'area'"):
+        C.COCOevalEvaluateImages(AREAS, 100, THRESHOLDS, ious, [[gt_dicts]], [[[dt_dicts[0], {"id": 3, "score": 1.0}]]])
+    with pytest.raises(TypeError):
+        C.COCOevalEvaluateImages(AREAS, 100, THRESHOLDS, ious, [[gt_dicts]], [[[{"id": None, "area": 1.0}]]])
+    with pytest.raises(TypeError, match=r"gt_instances\[0\] must be a list"):
+        C.COCOevalEvaluateImages(AREAS, 100, THRESHOLDS, ious, [5], [[dt_dicts]])

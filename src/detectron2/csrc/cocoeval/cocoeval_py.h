@@ -91,13 +91,102 @@ inline std::vector<std::vector<IouMatrix>> ToIouMatrices(const py::handle& image
   return out;
 }
 
+// Where an argument item sits, e.g. "gt_instances[3][0][2]"; formatted only for errors.
+struct Location {
+  const char* arg;
+  std::vector<size_t> index;
+  std::string str() const {
+    std::string out = arg;
+    for (size_t k : index) {
+      out += "[" + std::to_string(k) + "]";
+    }
+    return out;
+  }
+};
+
+// Calls fn(index, item) for each item of a list or tuple (other sequences are copied once).
+template <class Fn>
+void ForEachItem(const py::handle& sequence, const Location& where, Fn&& fn) {
+  if (!PySequence_Check(sequence.ptr()) || PyUnicode_Check(sequence.ptr()) || PyBytes_Check(sequence.ptr())) {
+    throw py::type_error("COCOevalEvaluateImages: " + where.str() + " must be a list, got " + TypeName(sequence));
+  }
+  py::object items = py::reinterpret_steal<py::object>(PySequence_Fast(sequence.ptr(), "expected a sequence"));
+  if (!items) {
+    throw py::error_already_set();
+  }
+  const Py_ssize_t n = PySequence_Fast_GET_SIZE(items.ptr());
+  PyObject** data = PySequence_Fast_ITEMS(items.ptr());
+  for (Py_ssize_t k = 0; k < n; ++k) {
+    fn(static_cast<size_t>(k), py::handle(data[k]));
+  }
+}
+
+inline void ThrowIfPythonError() {
+  if (PyErr_Occurred()) {
+    throw py::error_already_set();
+  }
+}
+
+// An InstanceAnnotation, or a COCO annotation dict as pycocotools holds them (keys id,
+// area, and optionally score, iscrowd, ignore): reading the dicts here saves building
+// one Python object per instance.
+inline InstanceAnnotation ToInstance(const py::handle& obj, const Location& where) {
+  if (PyDict_Check(obj.ptr())) {
+    auto field = [&](const char* key, bool required) {
+      PyObject* value = PyDict_GetItemString(obj.ptr(), key);  // borrowed
+      if (value == nullptr && required) {
+        throw py::value_error("COCOevalEvaluateImages: " + where.str() + " is a dict without the key '" + key + "'");
+      }
+      return value;
+    };
+    PyObject* id = field("id", true);
+    PyObject* area = field("area", true);
+    PyObject* score = field("score", false);
+    PyObject* crowd = field("iscrowd", false);
+    PyObject* ignore = field("ignore", false);
+    const py::object id_int = py::reinterpret_steal<py::object>(PyNumber_Long(id));  // int(id), as upstream
+    ThrowIfPythonError();
+    const long long id_value = PyLong_AsLongLong(id_int.ptr());
+    const double area_value = PyFloat_AsDouble(area);
+    const double score_value = score ? PyFloat_AsDouble(score) : 0.0;
+    const int crowd_value = crowd ? PyObject_IsTrue(crowd) : 0;
+    const int ignore_value = ignore ? PyObject_IsTrue(ignore) : 0;
+    ThrowIfPythonError();
+    return InstanceAnnotation(id_value, score_value, area_value, crowd_value != 0, ignore_value != 0);
+  }
+  if (py::isinstance<InstanceAnnotation>(obj)) {
+    return obj.cast<const InstanceAnnotation&>();
+  }
+  throw py::type_error("COCOevalEvaluateImages: " + where.str() +
+                       " must be an InstanceAnnotation or a COCO annotation dict, got " + TypeName(obj));
+}
+
+inline ImageCategoryInstances<InstanceAnnotation> ToInstances(const py::handle& obj, const char* arg) {
+  ImageCategoryInstances<InstanceAnnotation> out;
+  Location where{arg, {}};
+  ForEachItem(obj, where, [&](size_t i, py::handle per_image) {
+    out.emplace_back();
+    where.index = {i};
+    ForEachItem(per_image, where, [&](size_t c, py::handle per_category) {
+      out.back().emplace_back();
+      auto& instances = out.back().back();
+      where.index = {i, c};
+      ForEachItem(per_category, where, [&](size_t n, py::handle instance) {
+        where.index = {i, c, n};
+        instances.push_back(ToInstance(instance, where));
+      });
+    });
+  });
+  return out;
+}
+
 inline std::vector<ImageEvaluation> EvaluateImages(
     const std::vector<std::vector<double>>& area_ranges,
     int64_t max_dets,
     const std::vector<double>& iou_thrs,
     const py::object& image_category_ious,
-    const ImageCategoryInstances<InstanceAnnotation>& gt_instances,
-    const ImageCategoryInstances<InstanceAnnotation>& dt_instances) {
+    const py::object& gt_instances_list,
+    const py::object& dt_instances_list) {
   std::vector<std::array<double, 2>> ranges(area_ranges.size());
   for (size_t a = 0; a < area_ranges.size(); ++a) {
     if (area_ranges[a].size() != 2) {
@@ -108,6 +197,8 @@ inline std::vector<ImageEvaluation> EvaluateImages(
     ranges[a] = {area_ranges[a][0], area_ranges[a][1]};
   }
   const std::vector<std::vector<IouMatrix>> ious = ToIouMatrices(image_category_ious);
+  const auto gt_instances = ToInstances(gt_instances_list, "gt_instances");
+  const auto dt_instances = ToInstances(dt_instances_list, "dt_instances");
   py::gil_scoped_release no_gil;
   return COCOeval::EvaluateImages(ranges, max_dets, iou_thrs, ious, gt_instances, dt_instances);
 }
