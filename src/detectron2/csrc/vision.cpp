@@ -7,6 +7,7 @@
 #include <torch/extension.h>
 
 #include "cocoeval/cocoeval_py.h"
+#include "ops/deform_conv/deform_conv.h"
 #include "version.h"
 
 namespace detectron2 {
@@ -19,6 +20,15 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("has_cuda", &has_cuda, "Whether the CUDA kernels were compiled in");
 
   // --- deformable convolution (ops/deform_conv) ---
+  m.def("deform_conv_forward", &deform_conv_forward, "DeformConv forward (writes `output`)");
+  m.def("deform_conv_backward_input", &deform_conv_backward_input,
+        "DeformConv gradients w.r.t. input and offset (writes `gradInput`, `gradOffset`)");
+  m.def("deform_conv_backward_filter", &deform_conv_backward_filter,
+        "DeformConv gradient w.r.t. the weight (accumulates scale * grad into `gradWeight`)");
+  m.def("modulated_deform_conv_forward", &modulated_deform_conv_forward,
+        "ModulatedDeformConv forward (writes `output`)");
+  m.def("modulated_deform_conv_backward", &modulated_deform_conv_backward,
+        "ModulatedDeformConv backward (writes grad_input/grad_offset/grad_mask, accumulates grad_weight/grad_bias)");
   // --- COCO evaluation core (cocoeval) ---
   {
     namespace coco = COCOeval;
