@@ -365,6 +365,8 @@ def test_core_bad_input_raises():
         C.COCOevalAccumulate(SimpleNamespace(**{**vars(params), "iouThrs": [0.5]}), out)
     with pytest.raises(ValueError, match="maxDets"):
         C.COCOevalAccumulate(SimpleNamespace(**{**vars(params), "maxDets": [-3]}), out)
+    with pytest.raises(TypeError, match="maxDets"):
+        C.COCOevalAccumulate(SimpleNamespace(**{**vars(params), "maxDets": ["ten"]}), out)
 
 
 def test_core_accepts_non_contiguous_and_list_ious():
@@ -425,3 +427,33 @@ def test_core_reads_annotation_dicts_like_instance_annotations():
         C.COCOevalEvaluateImages(AREAS, 100, THRESHOLDS, ious, [[gt_dicts]], [[[{"id": None, "area": 1.0}]]])
     with pytest.raises(TypeError, match=r"gt_instances\[0\] must be a list"):
         C.COCOevalEvaluateImages(AREAS, 100, THRESHOLDS, ious, [5], [[dt_dicts]])
+
+
+def test_upstream_style_calls():
+    """The calling convention of upstream's fast_eval_api: InstanceAnnotation objects built
+    with int flags, flat result lists reshaped with `counts` in Python."""
+    C = load_C()
+    dataset, results = random_coco(9, "bbox")
+    expected = run_eval(COCOeval, dataset, results, "bbox")
+    evaluator = run_eval(COCOeval_opt, dataset, results, "bbox")
+    p = evaluator._paramsEval
+
+    def convert(instances, is_det):
+        return [
+            C.InstanceAnnotation(
+                int(a["id"]), a["score"] if is_det else a.get("score", 0.0), a["area"],
+                a.get("iscrowd", 0), a.get("ignore", 0),
+            )
+            for a in instances
+        ]
+
+    gts = [[convert(evaluator._gts[img, cat], False) for cat in p.catIds] for img in p.imgIds]
+    dts = [[convert(evaluator._dts[img, cat], True) for cat in p.catIds] for img in p.imgIds]
+    ious = [[evaluator.ious[img, cat] for cat in p.catIds] for img in p.imgIds]
+    evaluations = C.COCOevalEvaluateImages(p.areaRng, p.maxDets[-1], p.iouThrs, ious, gts, dts)
+    result = C.COCOevalAccumulate(p, evaluations)
+    counts = result["counts"]
+    assert isinstance(counts, list)
+    np.testing.assert_array_equal(np.array(result["precision"]).reshape(counts), expected.eval["precision"])
+    np.testing.assert_array_equal(np.array(result["scores"]).reshape(counts), expected.eval["scores"])
+    np.testing.assert_array_equal(np.array(result["recall"]).reshape(counts[:1] + counts[2:]), expected.eval["recall"])

@@ -225,26 +225,35 @@ inline py::dict Accumulate(const py::object& params, const py::object& evaluatio
   AccumulateParams p;
   p.iou_thresholds = ToVector(RequireAttr(params, "iouThrs"), "iouThrs");
   p.recall_thresholds = ToVector(RequireAttr(params, "recThrs"), "recThrs");
-  p.max_detections = RequireAttr(params, "maxDets").cast<std::vector<int64_t>>();
+  try {
+    p.max_detections = RequireAttr(params, "maxDets").cast<std::vector<int64_t>>();
+  } catch (const py::cast_error&) {
+    throw py::type_error("COCOevalAccumulate: params.maxDets must be a list of ints");
+  }
   const bool use_categories = py::bool_(RequireAttr(params, "useCats"));
   p.num_categories = use_categories ? static_cast<int64_t>(py::len(RequireAttr(params, "catIds"))) : 1;
   p.num_area_ranges = static_cast<int64_t>(py::len(RequireAttr(params, "areaRng")));
   p.num_images = static_cast<int64_t>(py::len(RequireAttr(params, "imgIds")));
 
-  if (!py::isinstance<py::sequence>(evaluations)) {
+  if (!PySequence_Check(evaluations.ptr()) || PyUnicode_Check(evaluations.ptr())) {
     throw py::type_error("COCOevalAccumulate: argument 'evaluations' must be the list returned by "
                          "COCOevalEvaluateImages, got " + TypeName(evaluations));
   }
-  const auto items = py::reinterpret_borrow<py::sequence>(evaluations);
-  std::vector<const ImageEvaluation*> pointers(items.size());
-  std::vector<py::object> keep_alive(items.size());  // items of a generic sequence may be temporaries
-  for (size_t n = 0; n < pointers.size(); ++n) {
-    keep_alive[n] = items[n];
-    if (!py::isinstance<ImageEvaluation>(keep_alive[n])) {
+  // The fast sequence holds a reference to every item while the GIL is released below.
+  const py::object items = py::reinterpret_steal<py::object>(PySequence_Fast(evaluations.ptr(), "a sequence"));
+  if (!items) {
+    throw py::error_already_set();
+  }
+  const py::handle evaluation_type = py::type::of<ImageEvaluation>();
+  const size_t count = static_cast<size_t>(PySequence_Fast_GET_SIZE(items.ptr()));
+  PyObject** data = PySequence_Fast_ITEMS(items.ptr());
+  std::vector<const ImageEvaluation*> pointers(count);
+  for (size_t n = 0; n < count; ++n) {
+    if (!PyObject_TypeCheck(data[n], reinterpret_cast<PyTypeObject*>(evaluation_type.ptr()))) {
       throw py::type_error("COCOevalAccumulate: evaluations[" + std::to_string(n) +
-                           "] must be an ImageEvaluation, got " + TypeName(keep_alive[n]));
+                           "] must be an ImageEvaluation, got " + TypeName(data[n]));
     }
-    pointers[n] = &keep_alive[n].cast<const ImageEvaluation&>();
+    pointers[n] = &py::handle(data[n]).cast<const ImageEvaluation&>();
   }
 
   AccumulateResult result;
