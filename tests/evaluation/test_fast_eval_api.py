@@ -3,6 +3,7 @@ datasets: every table and every per-image matching must be identical."""
 import contextlib
 import copy
 import io
+import pickle
 from types import SimpleNamespace
 
 import numpy as np
@@ -364,6 +365,8 @@ def test_core_bad_input_raises():
         C.COCOevalAccumulate(SimpleNamespace(**{**vars(params), "iouThrs": [0.5]}), out)
     with pytest.raises(ValueError, match="maxDets"):
         C.COCOevalAccumulate(SimpleNamespace(**{**vars(params), "maxDets": [-3]}), out)
+    with pytest.raises(TypeError, match="maxDets"):
+        C.COCOevalAccumulate(SimpleNamespace(**{**vars(params), "maxDets": ["ten"]}), out)
 
 
 def test_core_accepts_non_contiguous_and_list_ious():
@@ -381,3 +384,76 @@ def test_core_accepts_non_contiguous_and_list_ious():
         for a, b in zip(reference, out):
             np.testing.assert_array_equal(a.detection_matches, b.detection_matches)
             np.testing.assert_array_equal(a.detection_ignores, b.detection_ignores)
+
+
+def test_core_objects_pickle():
+    C = load_C()
+    ann = _ann(7, 0.25, 12.5, is_crowd=True, ignore=True)
+    back = pickle.loads(pickle.dumps(ann))
+    assert (back.id, back.score, back.area, back.is_crowd, back.ignore) == (7, 0.25, 12.5, True, True)
+    assert repr(back) == "InstanceAnnotation(id=7, score=0.25, area=12.5, is_crowd=True, ignore=True)"
+
+    dataset, results = random_coco(8, "bbox")
+    evaluator = run_eval(COCOeval_opt, dataset, results, "bbox")
+    evaluations = pickle.loads(pickle.dumps(evaluator._evalImgs_cpp))
+    for a, b in zip(evaluator._evalImgs_cpp, evaluations):
+        assert a.is_empty == b.is_empty
+        for field in ("detection_ids", "detection_scores", "ground_truth_ids", "ground_truth_ignores",
+                      "detection_matches", "ground_truth_matches", "detection_ignores"):
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    result = C.COCOevalAccumulate(evaluator._paramsEval, evaluations)
+    np.testing.assert_array_equal(np.asarray(result["precision"]).reshape(result["counts"]), evaluator.eval["precision"])
+    with pytest.raises(ValueError, match="inconsistent"):
+        blank = C.ImageEvaluation.__new__(C.ImageEvaluation)  # what pickle does
+        blank.__setstate__((2, False, [1], [0.5], [], [], [0], [], [0, 0]))
+
+
+def test_core_reads_annotation_dicts_like_instance_annotations():
+    C = load_C()
+    gt_dicts = [{"id": 1, "area": 100.0, "iscrowd": 0, "ignore": 0}, {"id": 2, "area": 400, "iscrowd": 1, "ignore": 1}]
+    dt_dicts = [{"id": 10.0, "area": 90.0, "score": 0.9}, {"id": 12, "area": 300.0, "score": np.float32(0.5)},
+                {"id": np.int64(11), "area": 20.0, "score": 0.5, "iscrowd": 0}]
+    as_objects = [[[_ann(1), _ann(2, area=400.0, is_crowd=True, ignore=True)]]], [[
+        [_ann(10, 0.9, 90.0), _ann(12, 0.5, 300.0), _ann(11, 0.5, 20.0)]]]
+    ious = [[np.array([[0.8, 0.0], [0.6, 0.7], [0.0, 0.9]])]]
+    want = C.COCOevalEvaluateImages(AREAS, 100, THRESHOLDS, ious, *as_objects)
+    got = C.COCOevalEvaluateImages(AREAS, 100, THRESHOLDS, ious, [[gt_dicts]], [(tuple(dt_dicts),)])
+    for a, b in zip(want, got):
+        for field in ("detection_ids", "detection_scores", "ground_truth_ids", "detection_matches", "detection_ignores"):
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    with pytest.raises(ValueError, match=r"dt_instances\[0\]\[0\]\[1\] is a dict without the key 'area'"):
+        C.COCOevalEvaluateImages(AREAS, 100, THRESHOLDS, ious, [[gt_dicts]], [[[dt_dicts[0], {"id": 3, "score": 1.0}]]])
+    with pytest.raises(TypeError):
+        C.COCOevalEvaluateImages(AREAS, 100, THRESHOLDS, ious, [[gt_dicts]], [[[{"id": None, "area": 1.0}]]])
+    with pytest.raises(TypeError, match=r"gt_instances\[0\] must be a list"):
+        C.COCOevalEvaluateImages(AREAS, 100, THRESHOLDS, ious, [5], [[dt_dicts]])
+
+
+def test_upstream_style_calls():
+    """The calling convention of upstream's fast_eval_api: InstanceAnnotation objects built
+    with int flags, flat result lists reshaped with `counts` in Python."""
+    C = load_C()
+    dataset, results = random_coco(9, "bbox")
+    expected = run_eval(COCOeval, dataset, results, "bbox")
+    evaluator = run_eval(COCOeval_opt, dataset, results, "bbox")
+    p = evaluator._paramsEval
+
+    def convert(instances, is_det):
+        return [
+            C.InstanceAnnotation(
+                int(a["id"]), a["score"] if is_det else a.get("score", 0.0), a["area"],
+                a.get("iscrowd", 0), a.get("ignore", 0),
+            )
+            for a in instances
+        ]
+
+    gts = [[convert(evaluator._gts[img, cat], False) for cat in p.catIds] for img in p.imgIds]
+    dts = [[convert(evaluator._dts[img, cat], True) for cat in p.catIds] for img in p.imgIds]
+    ious = [[evaluator.ious[img, cat] for cat in p.catIds] for img in p.imgIds]
+    evaluations = C.COCOevalEvaluateImages(p.areaRng, p.maxDets[-1], p.iouThrs, ious, gts, dts)
+    result = C.COCOevalAccumulate(p, evaluations)
+    counts = result["counts"]
+    assert isinstance(counts, list)
+    np.testing.assert_array_equal(np.array(result["precision"]).reshape(counts), expected.eval["precision"])
+    np.testing.assert_array_equal(np.array(result["scores"]).reshape(counts), expected.eval["scores"])
+    np.testing.assert_array_equal(np.array(result["recall"]).reshape(counts[:1] + counts[2:]), expected.eval["recall"])

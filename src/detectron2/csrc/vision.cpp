@@ -32,17 +32,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   // --- COCO evaluation core (cocoeval) ---
   {
     namespace coco = COCOeval;
-    pybind11::class_<coco::InstanceAnnotation>(m, "InstanceAnnotation")
-        .def(pybind11::init<int64_t, double, double, bool, bool>(), pybind11::arg("id"), pybind11::arg("score"),
-             pybind11::arg("area"), pybind11::arg("is_crowd"), pybind11::arg("ignore"))
-        .def_readonly("id", &coco::InstanceAnnotation::id)
-        .def_readonly("score", &coco::InstanceAnnotation::score)
-        .def_readonly("area", &coco::InstanceAnnotation::area)
-        .def_readonly("is_crowd", &coco::InstanceAnnotation::is_crowd)
-        .def_readonly("ignore", &coco::InstanceAnnotation::ignore);
+    pybind11::class_<coco::InstanceAnnotation> instance_annotation(m, "InstanceAnnotation");
+    instance_annotation.def(pybind11::init<int64_t, double, double, bool, bool>(), pybind11::arg("id"),
+                            pybind11::arg("score"), pybind11::arg("area"), pybind11::arg("is_crowd"),
+                            pybind11::arg("ignore"));
+    coco::python::DefineInstanceAnnotation(instance_annotation);
     pybind11::class_<coco::ImageEvaluation> image_evaluation(m, "ImageEvaluation");
     image_evaluation.def(pybind11::init<>());
-    coco::python::BindImageEvaluationViews(image_evaluation);
+    coco::python::DefineImageEvaluation(image_evaluation);
     m.def("COCOevalEvaluateImages", &coco::python::EvaluateImages, pybind11::arg("area_ranges"),
           pybind11::arg("max_dets"), pybind11::arg("iou_thrs"), pybind11::arg("image_category_ious"),
           pybind11::arg("gt_instances"), pybind11::arg("dt_instances"),

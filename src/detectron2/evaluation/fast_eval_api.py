@@ -64,10 +64,18 @@ class COCOeval_opt(COCOeval):
 
         self._prepare()
         cat_ids = _effective_cat_ids(p)
-        self.ious = {(img, cat): compute_iou(img, cat) for img in p.imgIds for cat in cat_ids}
+        if p.useCats:
+            # pycocotools' IoU functions return [] when either side is empty: skip the calls.
+            self.ious = {
+                (img, cat): compute_iou(img, cat) if self._gts.get((img, cat)) and self._dts.get((img, cat)) else []
+                for img in p.imgIds
+                for cat in cat_ids
+            }
+        else:
+            self.ious = {(img, cat): compute_iou(img, cat) for img in p.imgIds for cat in cat_ids}
 
-        gts = self._instances_per_image(self._gts, is_detection=False)
-        dts = self._instances_per_image(self._dts, is_detection=True)
+        gts = self._instances_per_image(self._gts)
+        dts = self._instances_per_image(self._dts)
         ious = [[self.ious[img, cat] for cat in cat_ids] for img in p.imgIds]
         C = load_C()
         self._evalImgs_cpp = C.COCOevalEvaluateImages(p.areaRng, p.maxDets[-1], p.iouThrs, ious, gts, dts)
@@ -75,26 +83,16 @@ class COCOeval_opt(COCOeval):
         self._paramsEval = copy.deepcopy(self.params)
         logger.info("COCOeval_opt.evaluate() finished in %0.2f seconds.", time.time() - tic)
 
-    def _instances_per_image(self, instances: Dict[Any, List[dict]], is_detection: bool) -> List[List[list]]:
-        """[image][category] lists of C++ InstanceAnnotation (one merged category without useCats)."""
+    def _instances_per_image(self, instances: Dict[Any, List[dict]]) -> List[List[List[dict]]]:
+        """[image][category] lists of annotation dicts (one merged category without useCats).
+
+        The C++ core reads the dicts (id, score, area, iscrowd, ignore) directly, which is
+        what upstream's InstanceAnnotation objects carry, without building one per instance.
+        """
         p = self.params
-        C = load_C()
-
-        def convert(annotations: List[dict]) -> list:
-            return [
-                C.InstanceAnnotation(
-                    int(a["id"]),
-                    float(a["score"]) if is_detection else float(a.get("score", 0.0)),
-                    float(a["area"]),
-                    bool(a.get("iscrowd", 0)),
-                    bool(a.get("ignore", 0)),
-                )
-                for a in annotations
-            ]
-
         if p.useCats:
-            return [[convert(instances[img, cat]) for cat in p.catIds] for img in p.imgIds]
-        return [[convert([a for cat in p.catIds for a in instances[img, cat]])] for img in p.imgIds]
+            return [[instances.get((img, cat), []) for cat in p.catIds] for img in p.imgIds]
+        return [[[a for cat in p.catIds for a in instances.get((img, cat), [])]] for img in p.imgIds]
 
     def _evaluations_to_python(self) -> List[Optional[dict]]:
         """The C++ matching results as pycocotools' evalImgs list."""

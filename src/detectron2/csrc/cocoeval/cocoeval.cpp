@@ -13,7 +13,7 @@
 #include <stdexcept>
 
 namespace detectron2 {
-namespace COCOeval {
+namespace COCOeval D2_COCOEVAL_HIDDEN {
 
 namespace {
 

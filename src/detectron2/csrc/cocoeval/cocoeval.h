@@ -10,8 +10,16 @@
 #include <string>
 #include <vector>
 
+// The core is internal to _C. Hidden visibility keeps its symbols out of the .so's
+// exports and matches pybind11's own, which otherwise warns about every bound class.
+#if defined(__GNUC__) && !defined(_WIN32)
+#define D2_COCOEVAL_HIDDEN __attribute__((visibility("hidden")))
+#else
+#define D2_COCOEVAL_HIDDEN
+#endif
+
 namespace detectron2 {
-namespace COCOeval {
+namespace COCOeval D2_COCOEVAL_HIDDEN {
 
 // One ground-truth or detected instance of one (image, category) pair, as far as the
 // matching needs it. `ignore` is the COCO "ignore" flag of a ground truth (crowd, or

@@ -8,6 +8,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <utility>
@@ -16,7 +17,7 @@
 #include "cocoeval/cocoeval.h"
 
 namespace detectron2 {
-namespace COCOeval {
+namespace COCOeval D2_COCOEVAL_HIDDEN {
 namespace python {
 
 namespace py = pybind11;
@@ -90,13 +91,102 @@ inline std::vector<std::vector<IouMatrix>> ToIouMatrices(const py::handle& image
   return out;
 }
 
+// Where an argument item sits, e.g. "gt_instances[3][0][2]"; formatted only for errors.
+struct Location {
+  const char* arg;
+  std::vector<size_t> index;
+  std::string str() const {
+    std::string out = arg;
+    for (size_t k : index) {
+      out += "[" + std::to_string(k) + "]";
+    }
+    return out;
+  }
+};
+
+// Calls fn(index, item) for each item of a list or tuple (other sequences are copied once).
+template <class Fn>
+void ForEachItem(const py::handle& sequence, const Location& where, Fn&& fn) {
+  if (!PySequence_Check(sequence.ptr()) || PyUnicode_Check(sequence.ptr()) || PyBytes_Check(sequence.ptr())) {
+    throw py::type_error("COCOevalEvaluateImages: " + where.str() + " must be a list, got " + TypeName(sequence));
+  }
+  py::object items = py::reinterpret_steal<py::object>(PySequence_Fast(sequence.ptr(), "expected a sequence"));
+  if (!items) {
+    throw py::error_already_set();
+  }
+  const Py_ssize_t n = PySequence_Fast_GET_SIZE(items.ptr());
+  PyObject** data = PySequence_Fast_ITEMS(items.ptr());
+  for (Py_ssize_t k = 0; k < n; ++k) {
+    fn(static_cast<size_t>(k), py::handle(data[k]));
+  }
+}
+
+inline void ThrowIfPythonError() {
+  if (PyErr_Occurred()) {
+    throw py::error_already_set();
+  }
+}
+
+// An InstanceAnnotation, or a COCO annotation dict as pycocotools holds them (keys id,
+// area, and optionally score, iscrowd, ignore): reading the dicts here saves building
+// one Python object per instance.
+inline InstanceAnnotation ToInstance(const py::handle& obj, const Location& where) {
+  if (PyDict_Check(obj.ptr())) {
+    auto field = [&](const char* key, bool required) {
+      PyObject* value = PyDict_GetItemString(obj.ptr(), key);  // borrowed
+      if (value == nullptr && required) {
+        throw py::value_error("COCOevalEvaluateImages: " + where.str() + " is a dict without the key '" + key + "'");
+      }
+      return value;
+    };
+    PyObject* id = field("id", true);
+    PyObject* area = field("area", true);
+    PyObject* score = field("score", false);
+    PyObject* crowd = field("iscrowd", false);
+    PyObject* ignore = field("ignore", false);
+    const py::object id_int = py::reinterpret_steal<py::object>(PyNumber_Long(id));  // int(id), as upstream
+    ThrowIfPythonError();
+    const long long id_value = PyLong_AsLongLong(id_int.ptr());
+    const double area_value = PyFloat_AsDouble(area);
+    const double score_value = score ? PyFloat_AsDouble(score) : 0.0;
+    const int crowd_value = crowd ? PyObject_IsTrue(crowd) : 0;
+    const int ignore_value = ignore ? PyObject_IsTrue(ignore) : 0;
+    ThrowIfPythonError();
+    return InstanceAnnotation(id_value, score_value, area_value, crowd_value != 0, ignore_value != 0);
+  }
+  if (py::isinstance<InstanceAnnotation>(obj)) {
+    return obj.cast<const InstanceAnnotation&>();
+  }
+  throw py::type_error("COCOevalEvaluateImages: " + where.str() +
+                       " must be an InstanceAnnotation or a COCO annotation dict, got " + TypeName(obj));
+}
+
+inline ImageCategoryInstances<InstanceAnnotation> ToInstances(const py::handle& obj, const char* arg) {
+  ImageCategoryInstances<InstanceAnnotation> out;
+  Location where{arg, {}};
+  ForEachItem(obj, where, [&](size_t i, py::handle per_image) {
+    out.emplace_back();
+    where.index = {i};
+    ForEachItem(per_image, where, [&](size_t c, py::handle per_category) {
+      out.back().emplace_back();
+      auto& instances = out.back().back();
+      where.index = {i, c};
+      ForEachItem(per_category, where, [&](size_t n, py::handle instance) {
+        where.index = {i, c, n};
+        instances.push_back(ToInstance(instance, where));
+      });
+    });
+  });
+  return out;
+}
+
 inline std::vector<ImageEvaluation> EvaluateImages(
     const std::vector<std::vector<double>>& area_ranges,
     int64_t max_dets,
     const std::vector<double>& iou_thrs,
     const py::object& image_category_ious,
-    const ImageCategoryInstances<InstanceAnnotation>& gt_instances,
-    const ImageCategoryInstances<InstanceAnnotation>& dt_instances) {
+    const py::object& gt_instances_list,
+    const py::object& dt_instances_list) {
   std::vector<std::array<double, 2>> ranges(area_ranges.size());
   for (size_t a = 0; a < area_ranges.size(); ++a) {
     if (area_ranges[a].size() != 2) {
@@ -107,6 +197,8 @@ inline std::vector<ImageEvaluation> EvaluateImages(
     ranges[a] = {area_ranges[a][0], area_ranges[a][1]};
   }
   const std::vector<std::vector<IouMatrix>> ious = ToIouMatrices(image_category_ious);
+  const auto gt_instances = ToInstances(gt_instances_list, "gt_instances");
+  const auto dt_instances = ToInstances(dt_instances_list, "dt_instances");
   py::gil_scoped_release no_gil;
   return COCOeval::EvaluateImages(ranges, max_dets, iou_thrs, ious, gt_instances, dt_instances);
 }
@@ -133,26 +225,35 @@ inline py::dict Accumulate(const py::object& params, const py::object& evaluatio
   AccumulateParams p;
   p.iou_thresholds = ToVector(RequireAttr(params, "iouThrs"), "iouThrs");
   p.recall_thresholds = ToVector(RequireAttr(params, "recThrs"), "recThrs");
-  p.max_detections = RequireAttr(params, "maxDets").cast<std::vector<int64_t>>();
+  try {
+    p.max_detections = RequireAttr(params, "maxDets").cast<std::vector<int64_t>>();
+  } catch (const py::cast_error&) {
+    throw py::type_error("COCOevalAccumulate: params.maxDets must be a list of ints");
+  }
   const bool use_categories = py::bool_(RequireAttr(params, "useCats"));
   p.num_categories = use_categories ? static_cast<int64_t>(py::len(RequireAttr(params, "catIds"))) : 1;
   p.num_area_ranges = static_cast<int64_t>(py::len(RequireAttr(params, "areaRng")));
   p.num_images = static_cast<int64_t>(py::len(RequireAttr(params, "imgIds")));
 
-  if (!py::isinstance<py::sequence>(evaluations)) {
+  if (!PySequence_Check(evaluations.ptr()) || PyUnicode_Check(evaluations.ptr())) {
     throw py::type_error("COCOevalAccumulate: argument 'evaluations' must be the list returned by "
                          "COCOevalEvaluateImages, got " + TypeName(evaluations));
   }
-  const auto items = py::reinterpret_borrow<py::sequence>(evaluations);
-  std::vector<const ImageEvaluation*> pointers(items.size());
-  std::vector<py::object> keep_alive(items.size());  // items of a generic sequence may be temporaries
-  for (size_t n = 0; n < pointers.size(); ++n) {
-    keep_alive[n] = items[n];
-    if (!py::isinstance<ImageEvaluation>(keep_alive[n])) {
+  // The fast sequence holds a reference to every item while the GIL is released below.
+  const py::object items = py::reinterpret_steal<py::object>(PySequence_Fast(evaluations.ptr(), "a sequence"));
+  if (!items) {
+    throw py::error_already_set();
+  }
+  const py::handle evaluation_type = py::type::of<ImageEvaluation>();
+  const size_t count = static_cast<size_t>(PySequence_Fast_GET_SIZE(items.ptr()));
+  PyObject** data = PySequence_Fast_ITEMS(items.ptr());
+  std::vector<const ImageEvaluation*> pointers(count);
+  for (size_t n = 0; n < count; ++n) {
+    if (!PyObject_TypeCheck(data[n], reinterpret_cast<PyTypeObject*>(evaluation_type.ptr()))) {
       throw py::type_error("COCOevalAccumulate: evaluations[" + std::to_string(n) +
-                           "] must be an ImageEvaluation, got " + TypeName(keep_alive[n]));
+                           "] must be an ImageEvaluation, got " + TypeName(data[n]));
     }
-    pointers[n] = &keep_alive[n].cast<const ImageEvaluation&>();
+    pointers[n] = &py::handle(data[n]).cast<const ImageEvaluation&>();
   }
 
   AccumulateResult result;
@@ -171,9 +272,62 @@ inline py::dict Accumulate(const py::object& params, const py::object& evaluatio
   return out;
 }
 
+// Read-only fields and pickling (evaluators are pickled to gather them across processes).
+inline void DefineInstanceAnnotation(py::class_<InstanceAnnotation>& cls) {
+  using A = InstanceAnnotation;
+  cls.def_readonly("id", &A::id)
+      .def_readonly("score", &A::score)
+      .def_readonly("area", &A::area)
+      .def_readonly("is_crowd", &A::is_crowd)
+      .def_readonly("ignore", &A::ignore)
+      .def("__repr__", [](const A& a) {
+        return "InstanceAnnotation(id=" + std::to_string(a.id) + ", score=" + std::string(py::repr(py::float_(a.score))) +
+               ", area=" + std::string(py::repr(py::float_(a.area))) + ", is_crowd=" + (a.is_crowd ? "True" : "False") +
+               ", ignore=" + (a.ignore ? "True" : "False") + ")";
+      })
+      .def(py::pickle(
+          [](const A& a) { return py::make_tuple(a.id, a.score, a.area, a.is_crowd, a.ignore); },
+          [](const py::tuple& t) {
+            if (t.size() != 5) {
+              throw py::value_error("InstanceAnnotation: pickled state must have 5 fields");
+            }
+            return A(t[0].cast<int64_t>(), t[1].cast<double>(), t[2].cast<double>(), t[3].cast<bool>(),
+                     t[4].cast<bool>());
+          }));
+}
+
+inline py::tuple ImageEvaluationState(const ImageEvaluation& e) {
+  return py::make_tuple(e.num_iou_thresholds, e.is_empty, e.detection_ids, e.detection_scores, e.ground_truth_ids,
+                        e.ground_truth_ignores, e.detection_matches, e.ground_truth_matches, e.detection_ignores);
+}
+
+inline ImageEvaluation ImageEvaluationFromState(const py::tuple& t) {
+  if (t.size() != 9) {
+    throw py::value_error("ImageEvaluation: pickled state must have 9 fields");
+  }
+  ImageEvaluation e;
+  e.num_iou_thresholds = t[0].cast<int64_t>();
+  e.is_empty = t[1].cast<bool>();
+  e.detection_ids = t[2].cast<std::vector<int64_t>>();
+  e.detection_scores = t[3].cast<std::vector<double>>();
+  e.ground_truth_ids = t[4].cast<std::vector<int64_t>>();
+  e.ground_truth_ignores = t[5].cast<std::vector<uint8_t>>();
+  e.detection_matches = t[6].cast<std::vector<int64_t>>();
+  e.ground_truth_matches = t[7].cast<std::vector<int64_t>>();
+  e.detection_ignores = t[8].cast<std::vector<uint8_t>>();
+  const size_t T = static_cast<size_t>(std::max<int64_t>(e.num_iou_thresholds, 0));
+  const size_t D = e.detection_ids.size(), G = e.ground_truth_ids.size();
+  if (e.detection_scores.size() != D || e.ground_truth_ignores.size() != G || e.detection_matches.size() != T * D ||
+      e.ground_truth_matches.size() != T * G || e.detection_ignores.size() != T * D) {
+    throw py::value_error("ImageEvaluation: pickled state has inconsistent sizes");
+  }
+  return e;
+}
+
 // Read-only views of one evaluation, shaped like the matching entry of pycocotools' evalImgs.
-inline void BindImageEvaluationViews(py::class_<ImageEvaluation>& cls) {
+inline void DefineImageEvaluation(py::class_<ImageEvaluation>& cls) {
   using E = ImageEvaluation;
+  cls.def(py::pickle(&ImageEvaluationState, &ImageEvaluationFromState));
   auto per_threshold = [](const E& e, size_t n) -> std::vector<py::ssize_t> {
     return {static_cast<py::ssize_t>(e.num_iou_thresholds), static_cast<py::ssize_t>(n)};
   };
