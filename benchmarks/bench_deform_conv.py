@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from common import describe_device, parse_args, print_table, time_fn  # noqa: E402
 
-from detectron2.layers import deform_conv, modulated_deform_conv  # noqa: E402
+from detectron2.layers.deform_conv import deform_conv, modulated_deform_conv  # noqa: E402
 
 
 def plain_reference(x, offset, weight, bias, mask):

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from detectron2.layers import DeformConv, ModulatedDeformConv, deform_conv, modulated_deform_conv
+from detectron2.layers import DeformConv, ModulatedDeformConv
+from detectron2.layers.deform_conv import deform_conv, modulated_deform_conv
 from detectron2.layers._ops import load_C
 
 
