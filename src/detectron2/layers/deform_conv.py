@@ -51,6 +51,12 @@ def _im2col_step(input: torch.Tensor, weight: torch.Tensor, out_pixels: int, lim
     return 1
 
 
+def _new_buffer(like: torch.Tensor, zero: bool = False) -> torch.Tensor:
+    """A contiguous output buffer for the _C functions (they write in place)."""
+    make = torch.zeros if zero else torch.empty
+    return make(like.shape, dtype=like.dtype, device=like.device)
+
+
 class _DeformConv(Function):
     @staticmethod
     def forward(
@@ -96,13 +102,13 @@ class _DeformConv(Function):
         args = _DeformConv._args(ctx)
         grad_input = grad_offset = grad_weight = None
         if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
-            grad_input, grad_offset = torch.empty_like(input), torch.empty_like(offset)
+            grad_input, grad_offset = _new_buffer(input), _new_buffer(offset)
             C.deform_conv_backward_input(
                 input, offset, grad_output, grad_input, grad_offset, weight, input.new_empty(0), *args,
                 ctx.im2col_step,
             )
         if ctx.needs_input_grad[2]:
-            grad_weight = torch.zeros_like(weight)
+            grad_weight = _new_buffer(weight, zero=True)
             C.deform_conv_backward_filter(
                 input, offset, grad_output, grad_weight, input.new_empty(0), input.new_empty(0), *args, 1.0,
                 ctx.im2col_step,
@@ -153,8 +159,8 @@ class _ModulatedDeformConv(Function):
     @once_differentiable
     def backward(ctx, grad_output: torch.Tensor):
         input, offset, mask, weight, bias = ctx.saved_tensors
-        grad_input, grad_offset, grad_mask = (torch.empty_like(t) for t in (input, offset, mask))
-        grad_weight, grad_bias = torch.zeros_like(weight), torch.zeros_like(bias)
+        grad_input, grad_offset, grad_mask = (_new_buffer(t) for t in (input, offset, mask))
+        grad_weight, grad_bias = _new_buffer(weight, zero=True), _new_buffer(bias, zero=True)
         load_C().modulated_deform_conv_backward(
             input, weight, bias, input.new_empty(0), offset, mask, input.new_empty(0), grad_input, grad_weight,
             grad_bias, grad_offset, grad_mask, grad_output, *_ModulatedDeformConv._args(ctx, weight),

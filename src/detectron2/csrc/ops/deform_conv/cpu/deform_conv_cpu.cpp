@@ -39,9 +39,17 @@ struct ChannelTasks {
   }
 };
 
+// Below this many (channel, tap, pixel) samples per task, threading costs more than it saves.
+constexpr int64_t kMinTaskWork = int64_t(1) << 15;
+
+int64_t grain_for(int64_t work_per_task) {
+  return std::max<int64_t>(1, kMinTaskWork / std::max<int64_t>(1, work_per_task));
+}
+
 ChannelTasks channel_tasks(const Geometry& g) {
   const int64_t cg = g.group_channels();
-  const int64_t wanted = 4 * static_cast<int64_t>(at::get_num_threads());
+  const int64_t total_work = g.channels * g.kernel_size() * g.batch * g.out_pixels();
+  const int64_t wanted = total_work < kMinTaskWork ? 1 : 4 * static_cast<int64_t>(at::get_num_threads());
   const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(cg, (wanted + g.deformable_groups - 1) / g.deformable_groups));
   return ChannelTasks{chunks, cg};
 }
@@ -56,7 +64,8 @@ void im2col_cpu(const at::Tensor& input, const at::Tensor& offset, const at::Ten
     const scalar_t* msk = data_or_null<scalar_t>(mask);
     scalar_t* col = columns.data_ptr<scalar_t>();
     const ChannelTasks tasks = channel_tasks(g);
-    at::parallel_for(0, tasks.count(g), 1, [&](int64_t begin, int64_t end) {
+    const int64_t grain = grain_for(g.channels * g.kernel_size() * g.batch * g.out_pixels() / tasks.count(g));
+    at::parallel_for(0, tasks.count(g), grain, [&](int64_t begin, int64_t end) {
       for (int64_t task = begin; task < end; ++task) {
         int64_t dg, c0, c1;
         tasks.range(task, &dg, &c0, &c1);
@@ -77,7 +86,8 @@ void col2im_cpu(const at::Tensor& grad_columns, const at::Tensor& offset, const 
     const scalar_t* msk = data_or_null<scalar_t>(mask);
     scalar_t* gin = grad_input.data_ptr<scalar_t>();
     const ChannelTasks tasks = channel_tasks(g);
-    at::parallel_for(0, tasks.count(g), 1, [&](int64_t begin, int64_t end) {
+    const int64_t grain = grain_for(g.channels * g.kernel_size() * g.batch * g.out_pixels() / tasks.count(g));
+    at::parallel_for(0, tasks.count(g), grain, [&](int64_t begin, int64_t end) {
       for (int64_t task = begin; task < end; ++task) {
         int64_t dg, c0, c1;
         tasks.range(task, &dg, &c0, &c1);
@@ -102,7 +112,7 @@ void coord_grad_cpu(const at::Tensor& grad_columns, const at::Tensor& input, con
     scalar_t* gmask = grad_mask.defined() ? grad_mask.data_ptr<scalar_t>() : nullptr;
     const int64_t K = g.kernel_size(), DG = g.deformable_groups;
     // One task per (image, deformable group, tap): it writes only its own outputs.
-    at::parallel_for(0, g.batch * DG * K, 1, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, g.batch * DG * K, grain_for(g.group_channels() * g.out_pixels()), [&](int64_t begin, int64_t end) {
       for (int64_t task = begin; task < end; ++task) {
         const int64_t k = task % K, dg = (task / K) % DG, b = task / (K * DG);
         const int64_t c0 = dg * g.group_channels(), c1 = c0 + g.group_channels();
