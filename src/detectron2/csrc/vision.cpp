@@ -6,6 +6,8 @@
 // that includes torch/extension.h (slow to compile).
 #include <torch/extension.h>
 
+#include "cocoeval/cocoeval_py.h"
+#include "ops/deform_conv/deform_conv.h"
 #include "version.h"
 
 namespace detectron2 {
@@ -18,7 +20,36 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("has_cuda", &has_cuda, "Whether the CUDA kernels were compiled in");
 
   // --- deformable convolution (ops/deform_conv) ---
+  m.def("deform_conv_forward", &deform_conv_forward, "DeformConv forward (writes `output`)");
+  m.def("deform_conv_backward_input", &deform_conv_backward_input,
+        "DeformConv gradients w.r.t. input and offset (writes `gradInput`, `gradOffset`)");
+  m.def("deform_conv_backward_filter", &deform_conv_backward_filter,
+        "DeformConv gradient w.r.t. the weight (accumulates scale * grad into `gradWeight`)");
+  m.def("modulated_deform_conv_forward", &modulated_deform_conv_forward,
+        "ModulatedDeformConv forward (writes `output`)");
+  m.def("modulated_deform_conv_backward", &modulated_deform_conv_backward,
+        "ModulatedDeformConv backward (writes grad_input/grad_offset/grad_mask, accumulates grad_weight/grad_bias)");
   // --- COCO evaluation core (cocoeval) ---
+  {
+    namespace coco = COCOeval;
+    pybind11::class_<coco::InstanceAnnotation>(m, "InstanceAnnotation")
+        .def(pybind11::init<int64_t, double, double, bool, bool>(), pybind11::arg("id"), pybind11::arg("score"),
+             pybind11::arg("area"), pybind11::arg("is_crowd"), pybind11::arg("ignore"))
+        .def_readonly("id", &coco::InstanceAnnotation::id)
+        .def_readonly("score", &coco::InstanceAnnotation::score)
+        .def_readonly("area", &coco::InstanceAnnotation::area)
+        .def_readonly("is_crowd", &coco::InstanceAnnotation::is_crowd)
+        .def_readonly("ignore", &coco::InstanceAnnotation::ignore);
+    pybind11::class_<coco::ImageEvaluation> image_evaluation(m, "ImageEvaluation");
+    image_evaluation.def(pybind11::init<>());
+    coco::python::BindImageEvaluationViews(image_evaluation);
+    m.def("COCOevalEvaluateImages", &coco::python::EvaluateImages, pybind11::arg("area_ranges"),
+          pybind11::arg("max_dets"), pybind11::arg("iou_thrs"), pybind11::arg("image_category_ious"),
+          pybind11::arg("gt_instances"), pybind11::arg("dt_instances"),
+          "pycocotools' evaluateImg for every (category, area range, image), in evalImgs order");
+    m.def("COCOevalAccumulate", &coco::python::Accumulate, pybind11::arg("params"), pybind11::arg("evaluations"),
+          "pycocotools' accumulate: dict of params, counts, date and flat precision/recall/scores arrays");
+  }
 }
 
 }  // namespace detectron2

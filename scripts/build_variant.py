@@ -1,0 +1,329 @@
+"""Build one variant of the conda package here, index it into a local channel, install and test it.
+
+    python scripts/build_variant.py cpu                      # fast: C++ ops, the torch installed here
+    python scripts/build_variant.py cu117 --python 3.11      # the anchor, legacy toolchain
+    python scripts/build_variant.py cu118 --out channel/
+
+Same semantics as recipe/build.sh: FORCE_CUDA=1 and TORCH_CUDA_ARCH_LIST from the variant
+for CUDA variants (FORCE_CUDA=0 for CPU), MAX_JOBS from CPU_COUNT, then a PEP 517 wheel
+(`pip wheel . --no-build-isolation --no-deps`) instead of `pip install .`. The wheel becomes
+a .conda with whl2conda (layout, dist-info, entry points); its depends/constrains are then
+set to exactly what meta.yaml declares for the variant (scripts/distro.py renders it).
+
+Toolchains: CUDA variants build with the python of D2_TOOLCHAIN_PYTHON (or --toolchain-python;
+default /work/toolchains/torch201/bin/python: torch 2.0.1, setuptools<70, numpy<2) and the
+CUDA toolkit at D2_CUDA_HOME (default /usr: Debian's nvcc 11.8 with gcc-11). The CPU variant
+builds with the current python unless a toolchain python is given; when that torch is not the
+variant's pytorch, the package's pytorch/torchvision pins name the torch it was really built
+against and the build says so (such a package is for local testing, not for publishing).
+
+Testing: the package is installed with py-rattler into a fresh prefix. The channel model has
+no real python/pytorch binaries, so the package's dependencies are not installed by rattler:
+the tests run with the builder's python in a venv (system site-packages: its torch) whose
+.pth points at the prefix's site-packages. For CUDA variants, `cuobjdump --list-elf
+--list-ptx` on the installed _C must show every SASS and PTX arch of the variant.
+"""
+import argparse
+import asyncio
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Dict, List, Optional, Tuple
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import distro  # noqa: E402
+from distro import ROOT, V  # noqa: E402
+
+DEFAULT_TOOLCHAIN = "/work/toolchains/torch201/bin/python"
+
+
+def log(msg: str) -> None:
+    print(f"[build_variant] {msg}", flush=True)
+
+
+def run(cmd: List[str], env: Optional[Dict[str, str]] = None, cwd: Optional[str] = None,
+        logfile: Optional[str] = None) -> str:
+    log("$ " + " ".join(cmd))
+    proc = subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if logfile:
+        with open(logfile, "a") as f:
+            f.write(proc.stdout)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stdout.splitlines()[-40:])
+        raise SystemExit(f"error: command failed ({proc.returncode}): {' '.join(cmd)}\n{tail}")
+    return proc.stdout
+
+
+def builder_python(variant: "V.Variant", given: Optional[str]) -> str:
+    path = given or os.environ.get("D2_TOOLCHAIN_PYTHON")
+    if not path and variant.stack == "pytorch" and variant.is_cuda:
+        path = DEFAULT_TOOLCHAIN
+    path = path or sys.executable
+    if not os.path.exists(path):
+        raise SystemExit(f"error: toolchain python {path!r} does not exist; set D2_TOOLCHAIN_PYTHON or "
+                         "--toolchain-python (see README: Building the distribution)")
+    return path
+
+
+def probe(python: str) -> Dict[str, str]:
+    code = ("import json, sys, torch, torchvision; print(json.dumps({'python': '%d.%d' % sys.version_info[:2], "
+            "'torch': torch.__version__.split('+')[0], 'torchvision': torchvision.__version__.split('+')[0], "
+            "'torch_cuda': torch.version.cuda}))")
+    try:
+        return json.loads(run([python, "-c", code]).strip().splitlines()[-1])
+    except SystemExit:
+        code = code.replace(", torchvision", "").replace("torchvision.__version__.split('+')[0]", "None")
+        return json.loads(run([python, "-c", code]).strip().splitlines()[-1])
+
+
+def build_env(variant: "V.Variant") -> Dict[str, str]:
+    """recipe/build.sh's environment, plus the legacy toolchain's paths for CUDA 11.x."""
+    env = dict(os.environ)
+    env["MAX_JOBS"] = env.get("CPU_COUNT") or str(min(os.cpu_count() or 2, 2))
+    if variant.is_cuda:
+        env["FORCE_CUDA"] = "1"
+        env["TORCH_CUDA_ARCH_LIST"] = variant.arch_list
+        cuda_home = env.get("D2_CUDA_HOME", "/usr" if variant.stack == "pytorch" else "/usr/local/cuda")
+        env["CUDA_HOME"] = cuda_home
+        # /usr/local/bin holds CUDA 13 wrappers that must not leak into an 11.x build.
+        env["PATH"] = os.path.join(cuda_home, "bin") + os.pathsep + env["PATH"]
+        if variant.cuda.startswith("11."):
+            env.setdefault("CC", f"gcc-{variant.gcc}")
+            env.setdefault("CXX", f"g++-{variant.gcc}")
+    else:
+        env["FORCE_CUDA"] = "0"
+        env.pop("TORCH_CUDA_ARCH_LIST", None)
+    return env
+
+
+def copy_source(dest: str, source: str = ROOT) -> None:
+    """The source tree's files as git sees them (tracked + untracked, not ignored): no stale builds."""
+    listing = run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=source)
+    for rel in filter(None, listing.split("\0")):
+        src = os.path.join(source, rel)
+        if os.path.isfile(src):
+            os.makedirs(os.path.dirname(os.path.join(dest, rel)), exist_ok=True)
+            shutil.copy2(src, os.path.join(dest, rel))
+
+
+def build_wheel(python: str, env: Dict[str, str], work: str, source: str = ROOT) -> str:
+    src = os.path.join(work, "src-tree")
+    copy_source(src, source)
+    wheels = os.path.join(work, "wheels")
+    run([python, "-m", "pip", "wheel", ".", "--no-build-isolation", "--no-deps", "-vv", "-w", wheels],
+        env=env, cwd=src, logfile=os.path.join(work, "build.log"))
+    (wheel,) = glob.glob(os.path.join(wheels, "detectron2-*.whl"))
+    # whl2conda converts binary wheels only with a manylinux tag; the sysroot is glibc 2.17.
+    run([python, "-m", "wheel", "tags", "--remove", "--platform-tag", "manylinux2014_x86_64", wheel])
+    (wheel,) = glob.glob(os.path.join(wheels, "detectron2-*manylinux2014_x86_64.whl"))
+    return wheel
+
+
+def package_metadata(variant: "V.Variant", python: str, built: Dict[str, str]) -> Tuple[dict, List[str]]:
+    """index.json fields from meta.yaml for this variant; notes on what had to differ."""
+    meta = distro.rendered_for(variant.name, python)
+    depends, constrains = distro.run_requirements(variant.name, python)
+    notes = []
+    if built["torch"] != variant.pytorch and not built["torch"].startswith(variant.pytorch + "."):
+        notes.append(f"built against torch {built['torch']}, not the variant's pytorch {variant.pytorch}: "
+                     "pytorch/torchvision pins name the torch used; for local testing, not for publishing")
+        depends = [_repin(d, "pytorch", built["torch"]) for d in depends]
+        if built.get("torchvision"):
+            depends = [_repin(d, "torchvision", built["torchvision"]) for d in depends]
+    if variant.is_cuda and built.get("torch_cuda") != variant.cuda:
+        notes.append(f"torch here is its CUDA {built.get('torch_cuda')} build, the variant's pytorch is the "
+                     f"CUDA {variant.cuda} build (same torch version and ABI); the ops are compiled by the "
+                     f"nvcc at CUDA_HOME for {variant.arch_list}")
+    index = {"name": "detectron2", "version": str(meta["package"]["version"]), "build": meta["build"]["string"],
+             "build_number": int(meta["build"]["number"]), "depends": depends, "constrains": constrains,
+             "license": meta["about"]["license"], "subdir": "linux-64", "arch": "x86_64", "platform": "linux",
+             "timestamp": int(time.time() * 1000)}
+    return index, notes
+
+
+def _repin(spec: str, name: str, version: str) -> str:
+    parts = spec.split()
+    if parts[0] != name:
+        return spec
+    major_minor = ".".join(version.split(".")[:2])
+    return " ".join([name, f"{major_minor}.*"] + parts[2:])
+
+
+def make_conda(wheel: str, index: dict, work: str) -> str:
+    tree = os.path.join(work, "tree")
+    run(["whl2conda", "convert", wheel, "--allow-impure", "--format", "tree", "--out-dir", tree,
+         "--batch", "--yes", "--overwrite", "--build-number", str(index["build_number"])])
+    (pkg_dir,) = [p for p in glob.glob(os.path.join(tree, "*")) if os.path.isdir(p)]
+    with open(os.path.join(pkg_dir, "info", "index.json")) as f:
+        generated = json.load(f)
+    generated.pop("noarch", None)
+    generated.update(index)
+    with open(os.path.join(pkg_dir, "info", "index.json"), "w") as f:
+        json.dump(generated, f, indent=2, sort_keys=True)
+    files = sorted(os.path.relpath(os.path.join(d, n), pkg_dir) for d, _, ns in os.walk(pkg_dir) for n in ns)
+    from conda_package_handling import api as cph
+
+    name = f"detectron2-{index['version']}-{index['build']}"
+    out = os.path.join(work, "pkg")
+    os.makedirs(out, exist_ok=True)
+    cph.create(pkg_dir, files, name + ".conda", out)
+    return os.path.join(out, name + ".conda")
+
+
+def publish(package: str, channel: str) -> str:
+    """Add `package` to `channel` and re-index, swapping the new directory in whole."""
+    channel = os.path.abspath(channel)
+    parent = os.path.dirname(channel)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".channel-", dir=parent)
+    if os.path.isdir(channel):
+        shutil.rmtree(staging)
+        shutil.copytree(channel, staging)  # existing packages are never lost
+    for sub in ("noarch", "linux-64"):
+        os.makedirs(os.path.join(staging, sub), exist_ok=True)
+    shutil.copy2(package, os.path.join(staging, "linux-64", os.path.basename(package)))
+    import rattler.index
+
+    result = rattler.index.index_fs(staging, write_zst=False, write_shards=False, force=True)
+    if asyncio.iscoroutine(result):
+        asyncio.run(result)
+    old = None
+    if os.path.isdir(channel):
+        old = channel + f".old-{os.getpid()}"
+        os.rename(channel, old)
+    os.rename(staging, channel)
+    if old:
+        shutil.rmtree(old)
+    return os.path.join(channel, "linux-64", os.path.basename(package))
+
+
+def install(channel: str, build: str, prefix: str) -> None:
+    import rattler
+
+    repodata = rattler.RepoData.from_path(os.path.join(channel, "linux-64", "repodata.json"))
+    records = repodata.into_repo_data(rattler.Channel("file://" + os.path.abspath(channel)))
+    (record,) = [r for r in records if r.name.normalized == "detectron2" and str(r.build) == build]
+    asyncio.run(rattler.install([record], prefix, cache_dir=os.path.join(prefix + "-cache"), show_progress=False))
+
+
+def test_install(python: str, prefix: str, py: str, work: str, allow_missing_ops: bool) -> None:
+    venv = os.path.join(work, "venv")
+    run([python, "-m", "venv", "--system-site-packages", "--without-pip", venv])
+    site = os.path.join(prefix, "lib", f"python{py}", "site-packages")
+    (venv_site,) = glob.glob(os.path.join(venv, "lib", "python*", "site-packages"))
+    with open(os.path.join(venv_site, "detectron2_conda_prefix.pth"), "w") as f:
+        f.write(site + "\n")
+    vpy = os.path.join(venv, "bin", "python")
+    where = run([vpy, "-c", "import torch, detectron2, detectron2._C as C; print(detectron2.__file__); print(C.__file__)"],
+                cwd=work).split()
+    if not all(p.startswith(site) for p in where[-2:]):
+        raise SystemExit(f"error: detectron2 was imported from {where[-2:]}, not from the installed package in {site}")
+    log(f"import ok: {where[-1]}")
+    selftest = [vpy, os.path.join(ROOT, "recipe", "run_test.py")] + (["--allow-missing-ops"] if allow_missing_ops else [])
+    print(run(selftest, cwd=work), end="")
+    has_collect_env = run([vpy, "-c", "import importlib.util as u; print(u.find_spec('detectron2.utils.collect_env') is not None)"],
+                          cwd=work).strip().endswith("True")
+    if has_collect_env:
+        print(run([vpy, "-m", "detectron2.utils.collect_env"], cwd=work), end="")
+    else:
+        log("NOTE: detectron2.utils.collect_env is not in this tree yet: not run")
+
+
+def parse_cuobjdump(text: str) -> Tuple[set, set]:
+    """SASS ("sm_80") and PTX ("compute_86") named by `cuobjdump --list-elf --list-ptx`."""
+    sass = set(re.findall(r"\.(sm_\d+a?)\.cubin", text))
+    ptx = {"compute_" + m for m in re.findall(r"\.sm_(\d+a?)\.ptx", text)}
+    return sass, ptx
+
+
+def check_archs(variant: "V.Variant", prefix: str, env: Dict[str, str]) -> None:
+    (so,) = glob.glob(os.path.join(prefix, "lib", "python*", "site-packages", "detectron2", "_C*.so"))
+    cuobjdump = shutil.which("cuobjdump", path=env["PATH"]) or "cuobjdump"
+    listing = subprocess.run([cuobjdump, "--list-elf", "--list-ptx", so], capture_output=True, text=True)
+    text = listing.stdout + listing.stderr
+    sass, ptx = parse_cuobjdump(text)
+    log(f"cuobjdump: SASS {sorted(sass) or 'none'}, PTX {sorted(ptx) or 'none'}")
+    missing = [a for a in variant.sass_archs if a not in sass] + [a for a in variant.ptx_archs if a not in ptx]
+    if missing:
+        raise SystemExit(f"error: the built _C lacks {missing} (expected SASS {list(variant.sass_archs)}, "
+                         f"PTX {list(variant.ptx_archs)}); cuobjdump said:\n{text.strip() or '(nothing)'}")
+
+
+def main(argv: List[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("variant", choices=[v.name for v in V.VARIANTS])
+    parser.add_argument("--python", help="python x.y of the package (default: the builder's)")
+    parser.add_argument("--out", default=os.path.join(ROOT, "channel"), help="local channel directory")
+    parser.add_argument("--toolchain-python", help="python with the variant's torch (default: $D2_TOOLCHAIN_PYTHON)")
+    parser.add_argument("--allow-missing-ops", action="store_true",
+                        help="self-test reports ops this _C lacks instead of failing (tree without ops)")
+    parser.add_argument("--source", default=ROOT,
+                        help="git checkout to build (default: this repository); the recipe stays this one's")
+    parser.add_argument("--wheel", help="package this already built wheel instead of building one")
+    parser.add_argument("--keep-work", action="store_true", help="keep the temporary build directory")
+    args = parser.parse_args(argv)
+
+    variant = V.get_variant(args.variant)
+    python = builder_python(variant, args.toolchain_python)
+    built = probe(python)
+    py = args.python or built["python"]
+    if py != built["python"]:
+        raise SystemExit(f"error: --python {py} but the builder {python} is python {built['python']}")
+    if py not in variant.pythons:
+        raise SystemExit(f"error: variant {variant.name} is built for python {', '.join(variant.pythons)}, not {py}")
+    if variant.is_cuda and built["torch_cuda"] is None:
+        raise SystemExit(f"error: {python} has a CPU-only torch; variant {variant.name} needs CUDA {variant.cuda}")
+    log(f"variant {variant.name} python {py}: builder {python} (torch {built['torch']}, CUDA {built['torch_cuda']})")
+
+    work = tempfile.mkdtemp(prefix=f"d2-build-{variant.name}-")
+    timings = {}
+    t0 = time.time()
+    env = build_env(variant)
+    if args.wheel:
+        wheel = os.path.join(work, "wheels", os.path.basename(args.wheel))
+        os.makedirs(os.path.dirname(wheel))
+        shutil.copy2(args.wheel, wheel)
+        if "manylinux" not in wheel:
+            run([python, "-m", "wheel", "tags", "--remove", "--platform-tag", "manylinux2014_x86_64", wheel])
+            (wheel,) = glob.glob(os.path.join(work, "wheels", "detectron2-*manylinux2014_x86_64.whl"))
+    else:
+        wheel = build_wheel(python, env, work, os.path.abspath(args.source))
+    timings["wheel"] = time.time() - t0
+    index, notes = package_metadata(variant, py, built)
+    for note in notes:
+        log("WARNING: " + note)
+    package = make_conda(wheel, index, work)
+    published = publish(package, args.out)
+    log(f"channel {os.path.abspath(args.out)}: {os.path.basename(published)}")
+    t1 = time.time()
+    prefix = os.path.join(work, "prefix")
+    install(args.out, index["build"], prefix)
+    if variant.is_cuda:
+        check_archs(variant, prefix, env)
+    test_install(python, prefix, py, work, args.allow_missing_ops)
+    timings["install+test"] = time.time() - t1
+    log("timings: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()) + f", total {time.time() - t0:.0f}s")
+    if not args.keep_work:
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        log(f"work directory kept: {work}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        code = main(sys.argv[1:])
+    except SystemExit as e:
+        if isinstance(e.code, str):
+            print(e.code, file=sys.stderr)
+        code = e.code if isinstance(e.code, int) else 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # py-rattler 0.28's runtime can crash during interpreter teardown: leave directly.
+    os._exit(code)

@@ -1,0 +1,279 @@
+"""Variant files and recipe rendering, all derived from detectron2/utils/variants.py.
+
+    python scripts/distro.py write    # regenerate conda_build_config.yaml and the env files
+    python scripts/distro.py check    # fail if a generated file differs from variants.py
+    python scripts/distro.py render cu117 3.11   # the recipe's requirements for one variant
+    python scripts/distro.py config-row cu117 3.11   # a one-row variant file (one CI job)
+
+The renderer is a minimal stand-in for `conda render` (no conda-build can be installed on
+the project's machines): Jinja2 first, then `# [expr]` selectors evaluated against the
+variant, as conda-build does. It models only what our recipe uses, and is used to check
+the recipe and to give built packages exactly the dependencies meta.yaml declares.
+"""
+import hashlib
+import json
+import os
+import re
+import sys
+from typing import Dict, List, Optional, Tuple
+
+import jinja2
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "src"))
+
+from detectron2.utils import variants as V  # noqa: E402
+
+RECIPE = os.path.join(ROOT, "recipe", "meta.yaml")
+CONFIG = os.path.join(ROOT, "conda_build_config.yaml")
+ENV_DIR = os.path.join(ROOT, "envs")
+GENERATED = "# Generated from src/detectron2/utils/variants.py by `python scripts/distro.py write`: do not edit.\n"
+
+# Keys zipped together: one row per (variant, python), so no other combination exists.
+ZIP_KEYS = (
+    "d2_variant", "python", "d2_stack", "d2_build_prefix", "d2_priority", "pytorch", "pytorch_build",
+    "torchvision", "pytorch_cuda", "cuda_compiler", "cuda_compiler_version", "torch_cuda_arch_list",
+    "c_compiler_version", "cxx_compiler_version",
+)
+
+
+def variant_rows() -> List[Dict[str, str]]:
+    """Every (variant, python) pair as the dict of conda_build_config keys it sets."""
+    rows = []
+    for v in V.VARIANTS:
+        for py in v.pythons:
+            rows.append({
+                "d2_variant": v.name,
+                "python": py,
+                "d2_stack": v.stack,
+                "d2_build_prefix": v.build_prefix,
+                "d2_priority": str(v.priority),
+                "pytorch": v.pytorch,
+                "pytorch_build": v.pytorch_build,
+                "torchvision": v.torchvision,
+                "pytorch_cuda": v.cuda if (v.is_cuda and v.stack == "pytorch") else "None",
+                "cuda_compiler": v.cuda_compiler or "None",
+                "cuda_compiler_version": v.cuda_compiler_version,
+                "torch_cuda_arch_list": v.arch_list or "None",
+                "c_compiler_version": v.gcc,
+                "cxx_compiler_version": v.gcc,
+            })
+    return rows
+
+
+def config_text() -> str:
+    rows = variant_rows()
+    out = [GENERATED, "# One row per (variant, python): every key below is zipped, see zip_keys.\n"]
+    for key, value in (("c_compiler", "gcc"), ("cxx_compiler", "gxx"), ("c_stdlib", "sysroot"),
+                       ("c_stdlib_version", "2.17"), ("target_platform", "linux-64")):
+        out.append(f"{key}:\n  - {_q(value)}\n")
+    for key in ZIP_KEYS:
+        out.append(f"{key}:\n" + "".join(f"  - {_q(r[key])}\n" for r in rows))
+    out.append("zip_keys:\n  -\n" + "".join(f"    - {k}\n" for k in ZIP_KEYS))
+    return "".join(out)
+
+
+def _q(value: str) -> str:
+    return '"' + value + '"'
+
+
+def env_files() -> Dict[str, str]:
+    """Relative path -> content of environment.yml (the anchor) and envs/<variant>.yml."""
+    files = {}
+    for v in V.VARIANTS:
+        path = "environment.yml" if v.name == V.DEFAULT_VARIANT else f"envs/{v.name}.yml"
+        files[path] = _env_text(v)
+    return files
+
+
+def env_specs(v: "V.Variant") -> List[str]:
+    py = v.pythons[-1]
+    specs = [f"python={py}", f"pytorch={v.pytorch}={v.pytorch_build}"]
+    if v.stack == "pytorch":
+        specs.append(f"pytorch-cuda={v.cuda}" if v.is_cuda else "cpuonly")
+    elif v.is_cuda:
+        specs.append(f"cuda-version={v.cuda}")
+    specs.append(f"torchvision={v.torchvision}")
+    specs.append(f"{V.CHANNEL}::detectron2={V.PACKAGE_VERSION}={v.build_prefix}*")
+    return specs
+
+
+def _env_text(v: "V.Variant") -> str:
+    what = f"CUDA {v.cuda} (driver >= {v.min_driver})" if v.is_cuda else "CPU only"
+    lines = [GENERATED, f"# detectron2 {V.PACKAGE_VERSION}, variant {v.name}: pytorch {v.pytorch}, {what}.\n",
+             f"# mamba env create -f {'environment.yml' if v.name == V.DEFAULT_VARIANT else 'envs/' + v.name + '.yml'}\n",
+             "name: detectron2\n", "channels:\n"]
+    lines += [f"  - {c}\n" for c in (V.CHANNEL,) + v.channels]
+    lines.append("  - nodefaults\n")
+    lines.append("dependencies:\n")
+    lines += [f"  - {s}\n" for s in env_specs(v)]
+    return "".join(lines)
+
+
+# CUDA images whose nvcc the 11.x `nvcc` compiler wrapper uses; later CUDA comes from
+# conda-forge's cuda-nvcc, so those variants (and CPU) build in a plain image.
+CI_IMAGES = {"11.7": "nvidia/cuda:11.7.1-devel-ubuntu20.04", "11.8": "nvidia/cuda:11.8.0-devel-ubuntu22.04"}
+CI_PLAIN_IMAGE = "ubuntu:22.04"
+
+
+def single_row_config(variant: str, python: str) -> str:
+    """conda_build_config.yaml reduced to one (variant, python) row: one conda-build job."""
+    cfg = yaml.safe_load(config_text())
+    zipped = cfg["zip_keys"][0]
+    (i,) = [n for n in range(len(cfg["d2_variant"])) if cfg["d2_variant"][n] == variant and cfg["python"][n] == python]
+    lines = [GENERATED]
+    for key, values in cfg.items():
+        if key != "zip_keys":
+            lines.append(f"{key}:\n  - {_q(str(values[i] if key in zipped else values[0]))}\n")
+    return "".join(lines)
+
+
+def workflow_text() -> str:
+    with open(os.path.join(ROOT, "scripts", "conda_workflow.yml.in")) as f:
+        template = f.read()
+    include = []
+    for v in V.VARIANTS:
+        channels = " ".join(f"-c {c}" for c in v.channels)
+        for py in v.pythons:
+            include.append(
+                f"          - {{variant: {v.name}, python: \"{py}\", cuda: \"{v.cuda or 'none'}\", "
+                f"image: \"{CI_IMAGES.get(v.cuda or '', CI_PLAIN_IMAGE)}\", channels: \"{channels}\"}}\n")
+    return GENERATED + template.replace("@MATRIX@\n", "".join(include))
+
+
+# --- the recipe renderer ---------------------------------------------------------------
+
+_SELECTOR = re.compile(r"^(?P<line>.*?)\s*#\s*\[(?P<expr>.*)\]\s*$")
+
+
+def _compiler(row: Dict[str, str], lang: str) -> str:
+    return f"{row[lang + '_compiler']}_{row['target_platform']} {row[lang + '_compiler_version']}"
+
+
+def _config_rows() -> List[Dict[str, str]]:
+    """The rows of the committed conda_build_config.yaml, read as conda-build would."""
+    with open(CONFIG) as f:
+        cfg = yaml.safe_load(f)
+    zipped = cfg["zip_keys"][0]
+    n = len(cfg[zipped[0]])
+    single = {k: vals[0] for k, vals in cfg.items() if k != "zip_keys" and k not in zipped}
+    return [dict(single, **{k: str(cfg[k][i]) for k in zipped}) for i in range(n)]
+
+
+def config_rows() -> List[Dict[str, str]]:
+    return _config_rows()
+
+
+def variant_hash(row: Dict[str, str]) -> str:
+    """Seven hex digits from the variant's keys, standing in for conda-build's PKG_HASH."""
+    blob = json.dumps(row, sort_keys=True).encode()
+    return hashlib.sha1(blob).hexdigest()[:7]
+
+
+def render(row: Dict[str, str], pkg_hash: Optional[str] = None) -> dict:
+    """Render meta.yaml for one conda_build_config row; returns the parsed recipe dict."""
+    with open(RECIPE) as f:
+        text = f.read()
+    pkg_hash = pkg_hash or variant_hash(row)
+    meta = _render_text(text, row, pkg_hash, "0")
+    number = str(meta["build"]["number"])  # conda-build renders again once it knows the number
+    return _render_text(text, row, pkg_hash, number)
+
+
+def _render_text(text: str, row: Dict[str, str], pkg_hash: str, buildnum: str) -> dict:
+    py = row["python"].replace(".", "")
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    ctx = dict(row, PKG_HASH=pkg_hash, PKG_BUILDNUM=buildnum, CONDA_PY=py,
+               compiler=lambda lang: _compiler(row, lang),
+               stdlib=lambda lang: f"{row[lang + '_stdlib']}_{row['target_platform']} {row[lang + '_stdlib_version']}")
+    rendered = env.from_string(text).render(**ctx)
+    kept = []
+    names = dict(row, linux=True, linux64=True, unix=True, win=False, osx=False, aarch64=False, py=int(py))
+    for line in rendered.splitlines():
+        m = _SELECTOR.match(line)
+        if m:
+            if not eval(m.group("expr"), {"__builtins__": {}}, names):  # noqa: S307 (our own recipe)
+                continue
+            line = m.group("line")
+        kept.append(line)
+    meta = yaml.safe_load("\n".join(kept))
+    _pin_python(meta, row["python"])
+    return meta
+
+
+def _pin_python(meta: dict, python: str) -> None:
+    # conda-build pins an unpinned `python` in run to the host's x.y (pin_run_as_build).
+    major, minor = python.split(".")
+    run = meta["requirements"]["run"]
+    meta["requirements"]["run"] = [
+        f"python >={python},<{major}.{int(minor) + 1}.0a0" if r == "python" else r for r in run
+    ]
+
+
+def rendered_for(variant: str, python: str, pkg_hash: Optional[str] = None) -> dict:
+    for row in config_rows():
+        if row["d2_variant"] == variant and row["python"] == python:
+            return render(row, pkg_hash)
+    raise SystemExit(f"error: conda_build_config.yaml has no row for variant {variant!r} with python {python}")
+
+
+def run_requirements(variant: str, python: str) -> Tuple[List[str], List[str]]:
+    """(depends, constrains) that meta.yaml declares for one variant and python."""
+    reqs = rendered_for(variant, python)["requirements"]
+    return [_conda_spec(s) for s in reqs["run"]], [_conda_spec(s) for s in reqs.get("run_constrained") or []]
+
+
+def _conda_spec(spec: str) -> str:
+    return " ".join(str(spec).split())
+
+
+def check() -> List[str]:
+    problems = []
+    expected = generated_files()
+    for rel, text in expected.items():
+        path = os.path.join(ROOT, rel)
+        if not os.path.exists(path):
+            problems.append(f"{rel} is missing")
+            continue
+        with open(path) as f:
+            if f.read() != text:
+                problems.append(f"{rel} differs from what variants.py gives")
+    return problems
+
+
+def generated_files() -> Dict[str, str]:
+    return dict(env_files(), **{"conda_build_config.yaml": config_text(),
+                                ".github/workflows/conda.yml": workflow_text()})
+
+
+def write() -> None:
+    os.makedirs(ENV_DIR, exist_ok=True)
+    os.makedirs(os.path.join(ROOT, ".github", "workflows"), exist_ok=True)
+    for rel, text in generated_files().items():
+        with open(os.path.join(ROOT, rel), "w") as f:
+            f.write(text)
+        print("wrote", rel)
+
+
+def main(argv: List[str]) -> int:
+    if argv[:1] == ["write"]:
+        write()
+        return 0
+    if argv[:1] == ["check"]:
+        problems = check()
+        for p in problems:
+            print("error:", p)
+        return 1 if problems else 0
+    if argv[:1] == ["config-row"] and len(argv) == 3:
+        sys.stdout.write(single_row_config(argv[1], argv[2]))
+        return 0
+    if argv[:1] == ["render"] and len(argv) == 3:
+        print(yaml.safe_dump(rendered_for(argv[1], argv[2]), sort_keys=False))
+        return 0
+    print(__doc__)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Validate the CUDA side on a GPU machine: build _C for the local GPU's arch, run the
+# whole test suite, the CUDA op tests under compute-sanitizer memcheck, the doctor and
+# the benchmarks. Logs go to $OUT (or ./gpu-logs). Used for the H100 runs recorded in
+# benchmarks/results/.
+#   usage: scripts/gpu_validate.sh [build|test|memcheck|doctor|bench|all]...
+set -uo pipefail
+OUT=${OUT:-$PWD/gpu-logs}
+mkdir -p "$OUT"
+export PYTHONPATH=$PWD/src:$PWD/benchmarks${PYTHONPATH:+:$PYTHONPATH}
+export PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+ARCH=${TORCH_CUDA_ARCH_LIST:-$($PY -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())')}
+stages=("$@"); [ ${#stages[@]} -eq 0 ] && stages=(all)
+# The lent H100 image exports CC/CXX=/opt/gcc/bin/gcc|g++, a wrapper that links libstdc++
+# statically: _C then carries its own libstdc++ beside torch's shared one, and the first
+# iostream use with numbers (any error message) crashes in the locale code. Use the
+# system compilers, which link libstdc++ dynamically like torch.
+if [ -x /usr/bin/g++ ]; then export CC=/usr/bin/gcc CXX=/usr/bin/g++; fi
+
+run_stage() {
+  case "$1" in
+    build)
+      nvidia-smi --query-gpu=name,driver_version,compute_cap --format=csv | tee "$OUT/device.txt"
+      $PY -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' | tee -a "$OUT/device.txt"
+      nvcc --version | tail -2 | tee -a "$OUT/device.txt"
+      /usr/bin/time -f "build wall %es" env FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$ARCH" MAX_JOBS=${MAX_JOBS:-16} \
+        $PY setup.py build_ext --inplace > "$OUT/build.log" 2>&1; rc=$?
+      tail -3 "$OUT/build.log"; return $rc ;;
+    test)
+      $PY -m pytest -q -rs tests 2>&1 | tee "$OUT/pytest.log" | tail -25 ;;
+    memcheck)
+      compute-sanitizer --tool memcheck --target-processes all --error-exitcode 99 \
+        $PY -m pytest -q -m cuda tests/layers tests/structures 2>&1 | tee "$OUT/memcheck.log" | tail -15 ;;
+    doctor)
+      $PY -m detectron2.doctor 2>&1 | tee "$OUT/doctor.txt" | tail -40
+      $PY -m detectron2.utils.collect_env > "$OUT/collect_env.txt" 2>&1 ;;
+    bench)
+      for b in benchmarks/bench_*.py; do
+        echo "## $b"; timeout 300 $PY "$b" --device cuda 2>&1
+      done | tee "$OUT/bench_cuda.md" | tail -80 ;;
+    all)
+      for s in build test memcheck doctor bench; do run_stage "$s" || echo "stage $s failed ($?)"; done ;;
+    *) echo "unknown stage $1"; return 2 ;;
+  esac
+}
+
+for s in "${stages[@]}"; do
+  echo "=== $s"; run_stage "$s" || { echo "stage $s failed"; }
+done

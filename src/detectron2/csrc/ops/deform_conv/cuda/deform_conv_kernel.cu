@@ -1,0 +1,218 @@
+// CUDA kernels of deformable convolution: grid-stride loops over the shared element
+// functions of deform_conv_utils.h. Thread index order is (dg, channel chunk, tap,
+// image, pixel) with the pixel fastest, so that column reads/writes and offset/mask
+// reads of a warp are contiguous.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <type_traits>
+
+#include "ops/deform_conv/cuda/deform_conv_kernel.h"
+#include "ops/deform_conv/deform_conv_utils.h"
+
+namespace detectron2 {
+namespace deform_conv {
+
+// Half types load into and store from float (explicit intrinsics: torch builds with
+// __CUDA_NO_HALF_CONVERSIONS__).
+template <>
+struct Scalar<__half> {
+  using acc = float;
+  static __host__ __device__ __forceinline__ float load(__half v) { return __half2float(v); }
+  static __host__ __device__ __forceinline__ __half store(float v) { return __float2half(v); }
+};
+template <>
+struct Scalar<__nv_bfloat16> {
+  using acc = float;
+  static __host__ __device__ __forceinline__ float load(__nv_bfloat16 v) { return __bfloat162float(v); }
+  static __host__ __device__ __forceinline__ __nv_bfloat16 store(float v) { return __float2bfloat16(v); }
+};
+
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int64_t kMaxBlocks = int64_t(1) << 16;
+// About the number of threads an H100 keeps resident (132 SMs x 2048).
+constexpr int64_t kTargetThreads = int64_t(1) << 18;
+
+int blocks_for(int64_t total) {
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>((total + kThreads - 1) / kThreads, kMaxBlocks)));
+}
+
+__device__ __forceinline__ void atomic_add(float* address, float v) { atomicAdd(address, v); }
+
+__device__ __forceinline__ void atomic_add(double* address, double v) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 600
+  // Native double atomicAdd needs sm_60; compare-and-swap elsewhere.
+  auto* as_ull = reinterpret_cast<unsigned long long*>(address);
+  unsigned long long old = *as_ull, assumed;
+  do {
+    assumed = old;
+    old = atomicCAS(as_ull, assumed, __double_as_longlong(v + __longlong_as_double(assumed)));
+  } while (assumed != old);
+#else
+  atomicAdd(address, v);
+#endif
+}
+
+struct AtomicAdd {
+  template <typename acc_t>
+  __device__ static void add(acc_t* p, acc_t v) {
+    atomic_add(p, v);
+  }
+};
+
+// The decomposition of a flat thread index shared by all kernels.
+struct TaskIndex {
+  int64_t dg, c_begin, c_end, k, b, pixel;
+};
+
+__device__ __forceinline__ TaskIndex task_of(const Geometry& g, int64_t chunks, int64_t idx) {
+  const int64_t P = g.out_pixels(), N = g.batch * P, K = g.kernel_size(), cg = g.group_channels();
+  TaskIndex t;
+  const int64_t column = idx % N;
+  int64_t rest = idx / N;
+  t.b = column / P;
+  t.pixel = column % P;
+  t.k = rest % K;
+  rest /= K;
+  const int64_t chunk = rest % chunks;
+  t.dg = rest / chunks;
+  const int64_t per = (cg + chunks - 1) / chunks;
+  const int64_t group_end = (t.dg + 1) * cg;
+  t.c_begin = t.dg * cg + chunk * per;
+  if (t.c_begin > group_end) t.c_begin = group_end;
+  t.c_end = t.c_begin + per < group_end ? t.c_begin + per : group_end;
+  return t;
+}
+
+__device__ __forceinline__ int64_t task_count(const Geometry& g, int64_t chunks) {
+  return g.deformable_groups * chunks * g.kernel_size() * g.batch * g.out_pixels();
+}
+
+template <typename T>
+__global__ void im2col_kernel(const T* input, const T* offset, const T* mask, Geometry g, int64_t chunks,
+                              T* columns) {
+  const int64_t total = task_count(g, chunks);
+  for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < total;
+       idx += int64_t(blockDim.x) * gridDim.x) {
+    const TaskIndex t = task_of(g, chunks, idx);
+    if (t.c_begin < t.c_end)
+      im2col_element(g, input, offset, mask, t.b, t.dg, t.k, t.pixel, t.c_begin, t.c_end, columns);
+  }
+}
+
+template <typename T>
+__global__ void col2im_kernel(const T* grad_columns, const T* offset, const T* mask, Geometry g, int64_t chunks,
+                              typename Scalar<T>::acc* grad_input) {
+  const int64_t total = task_count(g, chunks);
+  for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < total;
+       idx += int64_t(blockDim.x) * gridDim.x) {
+    const TaskIndex t = task_of(g, chunks, idx);
+    if (t.c_begin < t.c_end)
+      col2im_element<T, AtomicAdd>(g, grad_columns, offset, mask, t.b, t.dg, t.k, t.pixel, t.c_begin, t.c_end,
+                                   grad_input);
+  }
+}
+
+template <typename T>
+__global__ void coord_grad_kernel(const T* grad_columns, const T* input, const T* offset, const T* mask, Geometry g,
+                                  T* grad_offset, T* grad_mask) {
+  const int64_t total = task_count(g, 1);
+  for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < total;
+       idx += int64_t(blockDim.x) * gridDim.x) {
+    const TaskIndex t = task_of(g, 1, idx);
+    store_coord_grad(
+        g, coord_grad_element(g, grad_columns, input, offset, mask, t.b, t.dg, t.k, t.pixel, t.c_begin, t.c_end),
+        grad_offset, grad_mask);
+  }
+}
+
+template <typename T>
+__global__ void coord_grad_accumulate_kernel(const T* grad_columns, const T* input, const T* offset, const T* mask,
+                                             Geometry g, int64_t chunks, typename Scalar<T>::acc* grad_offset,
+                                             typename Scalar<T>::acc* grad_mask) {
+  const int64_t total = task_count(g, chunks);
+  for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < total;
+       idx += int64_t(blockDim.x) * gridDim.x) {
+    const TaskIndex t = task_of(g, chunks, idx);
+    if (t.c_begin >= t.c_end) continue;
+    const CoordGrad<T> r =
+        coord_grad_element(g, grad_columns, input, offset, mask, t.b, t.dg, t.k, t.pixel, t.c_begin, t.c_end);
+    atomic_add(grad_offset + r.offset_index, r.dy);
+    atomic_add(grad_offset + r.offset_index + g.out_pixels(), r.dx);
+    if (grad_mask != nullptr) atomic_add(grad_mask + r.mask_index, r.dmask);
+  }
+}
+
+}  // namespace
+
+int64_t channel_chunks(const Geometry& g) {
+  const int64_t taps = g.deformable_groups * g.kernel_size() * g.batch * g.out_pixels();
+  if (taps <= 0) return 1;
+  return std::max<int64_t>(1, std::min<int64_t>(g.group_channels(), (kTargetThreads + taps - 1) / taps));
+}
+
+template <typename T>
+cudaError_t launch_im2col(const T* input, const T* offset, const T* mask, const Geometry& g, T* columns,
+                          cudaStream_t stream) {
+  const int64_t chunks = channel_chunks(g);
+  const int64_t total = g.deformable_groups * chunks * g.kernel_size() * g.batch * g.out_pixels();
+  if (total == 0) return cudaSuccess;
+  im2col_kernel<T><<<blocks_for(total), kThreads, 0, stream>>>(input, offset, mask, g, chunks, columns);
+  return cudaGetLastError();
+}
+
+template <typename T>
+cudaError_t launch_col2im(const T* grad_columns, const T* offset, const T* mask, const Geometry& g,
+                          typename cuda_acc<T>::type* grad_input, cudaStream_t stream) {
+  const int64_t chunks = channel_chunks(g);
+  const int64_t total = g.deformable_groups * chunks * g.kernel_size() * g.batch * g.out_pixels();
+  if (total == 0) return cudaSuccess;
+  col2im_kernel<T><<<blocks_for(total), kThreads, 0, stream>>>(grad_columns, offset, mask, g, chunks, grad_input);
+  return cudaGetLastError();
+}
+
+template <typename T>
+cudaError_t launch_coord_grad(const T* grad_columns, const T* input, const T* offset, const T* mask,
+                              const Geometry& g, T* grad_offset, T* grad_mask, cudaStream_t stream) {
+  const int64_t total = g.deformable_groups * g.kernel_size() * g.batch * g.out_pixels();
+  if (total == 0) return cudaSuccess;
+  coord_grad_kernel<T><<<blocks_for(total), kThreads, 0, stream>>>(grad_columns, input, offset, mask, g, grad_offset,
+                                                                   grad_mask);
+  return cudaGetLastError();
+}
+
+template <typename T>
+cudaError_t launch_coord_grad_accumulate(const T* grad_columns, const T* input, const T* offset, const T* mask,
+                                         const Geometry& g, int64_t chunks, typename cuda_acc<T>::type* grad_offset,
+                                         typename cuda_acc<T>::type* grad_mask, cudaStream_t stream) {
+  const int64_t total = g.deformable_groups * chunks * g.kernel_size() * g.batch * g.out_pixels();
+  if (total == 0) return cudaSuccess;
+  coord_grad_accumulate_kernel<T><<<blocks_for(total), kThreads, 0, stream>>>(grad_columns, input, offset, mask, g,
+                                                                              chunks, grad_offset, grad_mask);
+  return cudaGetLastError();
+}
+
+#define D2_INSTANTIATE_DEFORM_CONV(T)                                                                               \
+  static_assert(std::is_same<Scalar<T>::acc, cuda_acc<T>::type>::value, "accumulation types disagree");           \
+  template cudaError_t launch_im2col<T>(const T*, const T*, const T*, const Geometry&, T*, cudaStream_t);          \
+  template cudaError_t launch_col2im<T>(const T*, const T*, const T*, const Geometry&, cuda_acc<T>::type*,         \
+                                        cudaStream_t);                                                             \
+  template cudaError_t launch_coord_grad<T>(const T*, const T*, const T*, const T*, const Geometry&, T*, T*,       \
+                                            cudaStream_t);                                                         \
+  template cudaError_t launch_coord_grad_accumulate<T>(const T*, const T*, const T*, const T*, const Geometry&,    \
+                                                       int64_t, cuda_acc<T>::type*, cuda_acc<T>::type*,            \
+                                                       cudaStream_t);
+
+D2_INSTANTIATE_DEFORM_CONV(float)
+D2_INSTANTIATE_DEFORM_CONV(double)
+D2_INSTANTIATE_DEFORM_CONV(__half)
+D2_INSTANTIATE_DEFORM_CONV(__nv_bfloat16)
+
+#undef D2_INSTANTIATE_DEFORM_CONV
+
+}  // namespace deform_conv
+}  // namespace detectron2

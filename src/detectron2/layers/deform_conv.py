@@ -1,0 +1,297 @@
+"""Deformable convolution v1 (:class:`DeformConv`) and v2 (:class:`ModulatedDeformConv`).
+
+The kernels live in ``detectron2._C`` (CPU and CUDA). Offsets have
+``2 * deformable_groups * kH * kW`` channels: for deformable group ``g`` and kernel tap
+``k = i * kW + j``, channel ``2k`` is the vertical (y) and ``2k + 1`` the horizontal (x)
+displacement, as in torchvision. The modulation mask has ``deformable_groups * kH * kW``
+channels. Samples outside the image read zero.
+"""
+from typing import Optional, Tuple, Union
+
+import torch
+from torch import nn
+from torch.autograd import Function
+from torch.autograd.function import once_differentiable
+from torch.nn.modules.utils import _pair
+
+from ._ops import load_C
+
+__all__ = ["deform_conv", "modulated_deform_conv", "DeformConv", "ModulatedDeformConv"]
+
+_IntOrPair = Union[int, Tuple[int, int]]
+
+# Largest column buffer (in elements) one im2col step of DeformConv may use.
+_COLUMN_BUDGET = 1 << 27
+
+
+def _output_size(
+    input: torch.Tensor, weight: torch.Tensor, stride, padding, dilation
+) -> Tuple[int, int, int, int]:
+    sizes = [input.size(0), weight.size(0)]
+    for d in range(2):
+        extent = dilation[d] * (weight.size(d + 2) - 1) + 1
+        sizes.append((input.size(d + 2) + 2 * padding[d] - extent) // stride[d] + 1)
+    return tuple(sizes)  # type: ignore[return-value]
+
+
+def _check_input(input: torch.Tensor) -> None:
+    if not isinstance(input, torch.Tensor) or input.dim() != 4:
+        shape = tuple(input.shape) if isinstance(input, torch.Tensor) else type(input).__name__
+        raise ValueError(f"deformable convolution expects a 4-D input (N, C, H, W), got {shape}")
+
+
+def _im2col_step(input: torch.Tensor, weight: torch.Tensor, out_pixels: int, limit: int) -> int:
+    """The largest divisor of the batch not above `limit` whose columns fit the budget."""
+    batch = input.size(0)
+    per_image = max(1, input.size(1) * weight.size(2) * weight.size(3) * out_pixels)
+    limit = max(1, min(limit, batch, _COLUMN_BUDGET // per_image))
+    for step in range(limit, 0, -1):
+        if batch % step == 0:
+            return step
+    return 1
+
+
+class _DeformConv(Function):
+    @staticmethod
+    def forward(
+        ctx,
+        input: torch.Tensor,
+        offset: torch.Tensor,
+        weight: torch.Tensor,
+        stride: _IntOrPair = 1,
+        padding: _IntOrPair = 0,
+        dilation: _IntOrPair = 1,
+        groups: int = 1,
+        deformable_groups: int = 1,
+        im2col_step: int = 64,
+    ) -> torch.Tensor:
+        _check_input(input)
+        ctx.stride, ctx.padding, ctx.dilation = _pair(stride), _pair(padding), _pair(dilation)
+        ctx.groups, ctx.deformable_groups = groups, deformable_groups
+        ctx.kernel_size = (weight.size(2), weight.size(3)) if weight.dim() == 4 else (0, 0)
+        out_size = _output_size(input, weight, ctx.stride, ctx.padding, ctx.dilation)
+        ctx.im2col_step = _im2col_step(input, weight, max(0, out_size[2] * out_size[3]), im2col_step)
+        ctx.save_for_backward(input, offset, weight)
+        output = input.new_empty(0)
+        load_C().deform_conv_forward(
+            input, weight, offset, output, input.new_empty(0), input.new_empty(0), *_DeformConv._args(ctx),
+            ctx.im2col_step,
+        )
+        return output
+
+    @staticmethod
+    def _args(ctx) -> Tuple[int, ...]:
+        # Upstream's order: kW, kH, dW, dH, padW, padH, dilationW, dilationH, group, deformable_group.
+        kh, kw = ctx.kernel_size
+        return (
+            kw, kh, ctx.stride[1], ctx.stride[0], ctx.padding[1], ctx.padding[0],
+            ctx.dilation[1], ctx.dilation[0], ctx.groups, ctx.deformable_groups,
+        )
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output: torch.Tensor):
+        input, offset, weight = ctx.saved_tensors
+        C = load_C()
+        args = _DeformConv._args(ctx)
+        grad_input = grad_offset = grad_weight = None
+        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+            grad_input, grad_offset = torch.empty_like(input), torch.empty_like(offset)
+            C.deform_conv_backward_input(
+                input, offset, grad_output, grad_input, grad_offset, weight, input.new_empty(0), *args,
+                ctx.im2col_step,
+            )
+        if ctx.needs_input_grad[2]:
+            grad_weight = torch.zeros_like(weight)
+            C.deform_conv_backward_filter(
+                input, offset, grad_output, grad_weight, input.new_empty(0), input.new_empty(0), *args, 1.0,
+                ctx.im2col_step,
+            )
+        return grad_input, grad_offset, grad_weight, None, None, None, None, None, None
+
+
+class _ModulatedDeformConv(Function):
+    @staticmethod
+    def forward(
+        ctx,
+        input: torch.Tensor,
+        offset: torch.Tensor,
+        mask: torch.Tensor,
+        weight: torch.Tensor,
+        bias: Optional[torch.Tensor] = None,
+        stride: _IntOrPair = 1,
+        padding: _IntOrPair = 0,
+        dilation: _IntOrPair = 1,
+        groups: int = 1,
+        deformable_groups: int = 1,
+    ) -> torch.Tensor:
+        _check_input(input)
+        ctx.stride, ctx.padding, ctx.dilation = _pair(stride), _pair(padding), _pair(dilation)
+        ctx.groups, ctx.deformable_groups = groups, deformable_groups
+        ctx.with_bias = bias is not None
+        if bias is None:
+            bias = input.new_empty(0)  # upstream passes an unused tensor when there is no bias
+        ctx.save_for_backward(input, offset, mask, weight, bias)
+        output = input.new_empty(0)
+        load_C().modulated_deform_conv_forward(
+            input, weight, bias, input.new_empty(0), offset, mask, output, input.new_empty(0),
+            *_ModulatedDeformConv._args(ctx, weight),
+        )
+        return output
+
+    @staticmethod
+    def _args(ctx, weight: torch.Tensor) -> Tuple:
+        # Upstream's order: kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
+        # dilation_h, dilation_w, group, deformable_group, with_bias.
+        kh, kw = (weight.size(2), weight.size(3)) if weight.dim() == 4 else (0, 0)
+        return (
+            kh, kw, ctx.stride[0], ctx.stride[1], ctx.padding[0], ctx.padding[1],
+            ctx.dilation[0], ctx.dilation[1], ctx.groups, ctx.deformable_groups, ctx.with_bias,
+        )
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output: torch.Tensor):
+        input, offset, mask, weight, bias = ctx.saved_tensors
+        grad_input, grad_offset, grad_mask = (torch.empty_like(t) for t in (input, offset, mask))
+        grad_weight, grad_bias = torch.zeros_like(weight), torch.zeros_like(bias)
+        load_C().modulated_deform_conv_backward(
+            input, weight, bias, input.new_empty(0), offset, mask, input.new_empty(0), grad_input, grad_weight,
+            grad_bias, grad_offset, grad_mask, grad_output, *_ModulatedDeformConv._args(ctx, weight),
+        )
+        if not ctx.with_bias:
+            grad_bias = None
+        return grad_input, grad_offset, grad_mask, grad_weight, grad_bias, None, None, None, None, None
+
+
+deform_conv = _DeformConv.apply
+modulated_deform_conv = _ModulatedDeformConv.apply
+
+
+class _DeformConvBase(nn.Module):
+    """The parameters, initialisation and empty-batch handling both variants share."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: _IntOrPair,
+        stride: _IntOrPair,
+        padding: _IntOrPair,
+        dilation: _IntOrPair,
+        groups: int,
+        deformable_groups: int,
+        bias: bool,
+        norm: Optional[nn.Module],
+        activation,
+    ):
+        super().__init__()
+        if in_channels % groups != 0:
+            raise ValueError(f"in_channels ({in_channels}) must be divisible by groups ({groups})")
+        if out_channels % groups != 0:
+            raise ValueError(f"out_channels ({out_channels}) must be divisible by groups ({groups})")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = _pair(kernel_size)
+        self.stride = _pair(stride)
+        self.padding = _pair(padding)
+        self.dilation = _pair(dilation)
+        self.groups = groups
+        self.deformable_groups = deformable_groups
+        self.with_bias = bias
+        self.norm = norm
+        self.activation = activation
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size))
+        if bias:
+            self.bias = nn.Parameter(torch.empty(out_channels))
+        else:
+            self.register_parameter("bias", None)
+        nn.init.kaiming_uniform_(self.weight, nonlinearity="relu")
+        if self.bias is not None:
+            nn.init.constant_(self.bias, 0)
+
+    def _empty_output(self, x: torch.Tensor) -> torch.Tensor:
+        # Keeps the graph connected to the parameters so that an empty batch still trains.
+        shape = _output_size(x, self.weight, self.stride, self.padding, self.dilation)
+        out = x.new_zeros(shape) + self.weight.sum() * 0
+        return out
+
+    def _finish(self, x: torch.Tensor) -> torch.Tensor:
+        if self.norm is not None:
+            x = self.norm(x)
+        if self.activation is not None:
+            x = self.activation(x)
+        return x
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_channels={self.in_channels}, out_channels={self.out_channels}, "
+            f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+            f"dilation={self.dilation}, groups={self.groups}, "
+            f"deformable_groups={self.deformable_groups}, bias={self.with_bias}"
+        )
+
+
+class DeformConv(_DeformConvBase):
+    """Deformable convolution (v1): ``forward(x, offset)``."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: _IntOrPair,
+        stride: _IntOrPair = 1,
+        padding: _IntOrPair = 0,
+        dilation: _IntOrPair = 1,
+        groups: int = 1,
+        deformable_groups: int = 1,
+        bias: bool = False,
+        norm: Optional[nn.Module] = None,
+        activation=None,
+    ):
+        if bias:
+            raise ValueError("DeformConv has no bias (bias=True is not supported); use ModulatedDeformConv")
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, deformable_groups,
+            bias, norm, activation,
+        )
+
+    def forward(self, x: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+        if x.numel() == 0:
+            return self._finish(self._empty_output(x))
+        x = deform_conv(
+            x, offset, self.weight, self.stride, self.padding, self.dilation, self.groups, self.deformable_groups
+        )
+        return self._finish(x)
+
+
+class ModulatedDeformConv(_DeformConvBase):
+    """Modulated deformable convolution (v2): ``forward(x, offset, mask)``."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: _IntOrPair,
+        stride: _IntOrPair = 1,
+        padding: _IntOrPair = 0,
+        dilation: _IntOrPair = 1,
+        groups: int = 1,
+        deformable_groups: int = 1,
+        bias: bool = True,
+        norm: Optional[nn.Module] = None,
+        activation=None,
+    ):
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, deformable_groups,
+            bias, norm, activation,
+        )
+
+    def forward(self, x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if x.numel() == 0:
+            return self._finish(self._empty_output(x))
+        x = modulated_deform_conv(
+            x, offset, mask, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
+            self.deformable_groups,
+        )
+        return self._finish(x)

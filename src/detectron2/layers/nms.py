@@ -1,0 +1,83 @@
+"""Non-maximum suppression for axis-aligned boxes (torchvision) and rotated boxes (_C)."""
+import torch
+from torchvision.ops import boxes as box_ops
+from torchvision.ops import nms  # noqa: F401  (re-exported as detectron2.layers.nms)
+
+from ._ops import ops
+
+# Above this magnitude float32 spacing exceeds ~1/8 px, so class offsets would blur boxes.
+_MAX_SAFE_OFFSET_COORD = 2.0**20
+
+
+def batched_nms(
+    boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_threshold: float
+) -> torch.Tensor:
+    """
+    NMS run independently per category ``idxs``, for (N, 4) XYXY boxes.
+
+    Works in float32 even for half inputs (their range is too small for the offsets
+    torchvision adds per category).
+    """
+    assert boxes.shape[-1] == 4
+    return box_ops.batched_nms(boxes.float(), scores, idxs, iou_threshold)
+
+
+def nms_rotated(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """
+    Greedy NMS of rotated boxes.
+
+    Args:
+        boxes (Tensor): (N, 5) boxes as (x_ctr, y_ctr, width, height, angle_degrees).
+        scores (Tensor): (N,) scores, same dtype and device as ``boxes``.
+        iou_threshold (float): a box is dropped when its IoU with a kept, higher-scoring
+            box is greater than this.
+
+    Returns:
+        Tensor: int64 indices of the kept boxes, by decreasing score (ties keep input order).
+    """
+    return ops().nms_rotated(boxes, scores, float(iou_threshold))
+
+
+def batched_nms_rotated(
+    boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_threshold: float
+) -> torch.Tensor:
+    """
+    NMS of rotated boxes run independently per category ``idxs``.
+
+    Boxes of different categories are moved apart (an offset per category larger than
+    the extent of all boxes, bounded by their half-diagonals, which covers any rotation)
+    so that one NMS call never lets them suppress each other.
+
+    Returns:
+        Tensor: int64 indices of the kept boxes, by decreasing score.
+    """
+    assert boxes.shape[-1] == 5
+    if boxes.numel() == 0:
+        return torch.empty((0,), dtype=torch.int64, device=boxes.device)
+    boxes = boxes.float()  # half precision cannot hold the offsets
+    scores = scores.to(boxes.dtype)
+    # Dense category ranks keep offsets small however large the category ids are.
+    _, ranks = torch.unique(idxs, return_inverse=True)
+    radius = torch.sqrt(boxes[:, 2] ** 2 + boxes[:, 3] ** 2) / 2
+    low = torch.min(boxes[:, 0], boxes[:, 1]) - radius
+    high = torch.max(boxes[:, 0], boxes[:, 1]) + radius
+    lo, span = low.min(), (high.max() - low.min()) + 1
+    max_coord = float(span) * float(ranks.max() + 1)
+    if not (max_coord < _MAX_SAFE_OFFSET_COORD):
+        return _batched_nms_rotated_loop(boxes, scores, ranks, iou_threshold)
+    shifted = boxes.clone()  # never modify the caller's boxes
+    shifted[:, :2] += (ranks.to(boxes.dtype) * span - lo)[:, None]
+    return nms_rotated(shifted, scores, iou_threshold)
+
+
+def _batched_nms_rotated_loop(
+    boxes: torch.Tensor, scores: torch.Tensor, ranks: torch.Tensor, iou_threshold: float
+) -> torch.Tensor:
+    # One NMS per category: exact for any coordinate range.
+    kept = []
+    for r in torch.unique(ranks):
+        members = torch.nonzero(ranks == r).flatten()
+        kept.append(members[nms_rotated(boxes[members], scores[members], iou_threshold)])
+    keep = torch.cat(kept)
+    order = torch.sort(scores[keep], descending=True, stable=True)[1]
+    return keep[order]

@@ -1,0 +1,332 @@
+"""Instance masks as bitmaps (BitMasks), polygons (PolygonMasks) or per-roi maps (ROIMasks)."""
+import copy
+import itertools
+from typing import Any, Iterator, List, Union
+
+import numpy as np
+import pycocotools.mask as mask_util
+import torch
+from torch import device
+
+from .boxes import Boxes
+
+
+def polygon_area(x: np.ndarray, y: np.ndarray) -> float:
+    """Area of a simple polygon from its vertex coordinates (shoelace formula)."""
+    return 0.5 * np.abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1)))
+
+
+def polygons_to_bitmask(polygons: List[np.ndarray], height: int, width: int) -> np.ndarray:
+    """Rasterise the union of flat [x0, y0, x1, y1, ...] polygons to a (height, width) bool mask."""
+    if len(polygons) == 0:
+        return np.zeros((height, width), dtype=bool)
+    rles = mask_util.frPyObjects(polygons, height, width)
+    rle = mask_util.merge(rles)
+    return mask_util.decode(rle).astype(bool)
+
+
+def rasterize_polygons_within_box(polygons: List[np.ndarray], box: np.ndarray, mask_size: int) -> torch.Tensor:
+    """Rasterise one instance's polygons inside `box` (XYXY) to a (mask_size, mask_size) bool mask.
+
+    The polygons are shifted to the box's corner and scaled to mask_size per side.
+    """
+    w, h = box[2] - box[0], box[3] - box[1]
+    polygons = copy.deepcopy(polygons)
+    for p in polygons:
+        p[0::2] = p[0::2] - box[0]
+        p[1::2] = p[1::2] - box[1]
+    # Guard degenerate boxes against a division by zero.
+    ratio_h = mask_size / max(h, 0.1)
+    ratio_w = mask_size / max(w, 0.1)
+    if ratio_h == ratio_w:
+        for p in polygons:
+            p *= ratio_h
+    else:
+        for p in polygons:
+            p[0::2] *= ratio_w
+            p[1::2] *= ratio_h
+    return torch.from_numpy(polygons_to_bitmask(polygons, mask_size, mask_size))
+
+
+class BitMasks:
+    """N binary masks of one image, an (N, H, W) bool tensor."""
+
+    def __init__(self, tensor: torch.Tensor):  # also takes a numpy array or nested lists
+        if isinstance(tensor, torch.Tensor):
+            tensor = tensor.to(torch.bool)
+        else:
+            tensor = torch.as_tensor(tensor, dtype=torch.bool, device=torch.device("cpu"))
+        if tensor.dim() != 3:
+            raise ValueError(f"BitMasks: tensor must have shape (N, H, W), got {tensor.shape}")
+        self.image_size = tensor.shape[1:]
+        self.tensor = tensor
+
+    @torch.jit.unused
+    def to(self, *args: Any, **kwargs: Any) -> "BitMasks":
+        return BitMasks(self.tensor.to(*args, **kwargs))
+
+    @property
+    def device(self) -> device:
+        return self.tensor.device
+
+    @torch.jit.unused
+    def __getitem__(self, item: Union[int, slice, torch.BoolTensor]) -> "BitMasks":
+        """Index with an int (kept as one mask), a slice, a bool mask or an index tensor."""
+        if isinstance(item, int):
+            return BitMasks(self.tensor[item].unsqueeze(0))
+        m = self.tensor[item]
+        if m.dim() != 3:
+            raise IndexError(f"Indexing on BitMasks with {item} returns a tensor with shape {m.shape}!")
+        return BitMasks(m)
+
+    @torch.jit.unused
+    def __iter__(self):
+        yield from self.tensor
+
+    @torch.jit.unused
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}(num_instances={len(self.tensor)})"
+
+    def __len__(self) -> int:
+        return self.tensor.shape[0]
+
+    def nonempty(self) -> torch.Tensor:
+        """Bool mask of the masks with at least one pixel set."""
+        return self.tensor.flatten(1).any(dim=1)
+
+    @staticmethod
+    @torch.jit.unused
+    def from_polygon_masks(
+        polygon_masks: Union["PolygonMasks", List[List[np.ndarray]]], height: int, width: int
+    ) -> "BitMasks":
+        if isinstance(polygon_masks, PolygonMasks):
+            polygon_masks = polygon_masks.polygons
+        masks = [polygons_to_bitmask(p, height, width) for p in polygon_masks]
+        if len(masks) == 0:
+            return BitMasks(torch.empty(0, height, width, dtype=torch.bool))
+        return BitMasks(torch.stack([torch.from_numpy(x) for x in masks]))
+
+    @staticmethod
+    @torch.jit.unused
+    def from_roi_masks(roi_masks: "ROIMasks", height: int, width: int) -> "BitMasks":
+        """Paste ROI masks that each cover the whole (height, width) image."""
+        boxes = torch.tensor([[0.0, 0.0, float(width), float(height)]], device=roi_masks.device)
+        return roi_masks.to_bitmasks(boxes.expand(len(roi_masks), 4), height, width)
+
+    @torch.jit.unused
+    def crop_and_resize(self, boxes: torch.Tensor, mask_size: int) -> torch.Tensor:
+        """Crop mask i to boxes[i] (XYXY, image coords) and resize to mask_size x mask_size.
+
+        Bilinear RoIAlign of the 0/1 mask, thresholded at 0.5; returns an (N, M, M) bool
+        tensor on the masks' device.
+        """
+        # Imported here: RoIAlign is an nn.Module and this method is not compiled by TorchScript.
+        from detectron2.layers.roi_align import ROIAlign
+
+        if len(boxes) != len(self):
+            raise ValueError(f"BitMasks.crop_and_resize: {len(boxes)} boxes for {len(self)} masks")
+        dev = self.tensor.device
+        batch_inds = torch.arange(len(boxes), device=dev).to(dtype=boxes.dtype)[:, None]
+        rois = torch.cat([batch_inds, boxes.to(device=dev)], dim=1)
+        bit_masks = self.tensor.to(dtype=torch.float32)
+        rois = rois.to(dtype=torch.float32)
+        output = ROIAlign((mask_size, mask_size), 1.0, 0, aligned=True).forward(bit_masks[:, None, :, :], rois)
+        return output.squeeze(1) >= 0.5
+
+    def get_bounding_boxes(self) -> Boxes:
+        """Tight XYXY boxes around each mask; all zeros for an empty mask."""
+        boxes = torch.zeros(self.tensor.shape[0], 4, dtype=torch.float32)
+        x_any = torch.any(self.tensor, dim=1)
+        y_any = torch.any(self.tensor, dim=2)
+        for idx in range(self.tensor.shape[0]):
+            x = torch.where(x_any[idx, :])[0]
+            y = torch.where(y_any[idx, :])[0]
+            if len(x) > 0 and len(y) > 0:
+                boxes[idx, :] = torch.stack([x[0], y[0], x[-1] + 1, y[-1] + 1]).to(torch.float32)
+        return Boxes(boxes)
+
+    @staticmethod
+    @torch.jit.unused
+    def cat(bitmasks_list: List["BitMasks"]) -> "BitMasks":
+        if not isinstance(bitmasks_list, (list, tuple)) or len(bitmasks_list) == 0:
+            raise ValueError("BitMasks.cat: bitmasks_list must be a non-empty list of BitMasks")
+        for bm in bitmasks_list:
+            if not isinstance(bm, BitMasks):
+                raise TypeError(f"BitMasks.cat: every element must be BitMasks, got {type(bm)}")
+        return type(bitmasks_list[0])(torch.cat([bm.tensor for bm in bitmasks_list], dim=0))
+
+
+class PolygonMasks:
+    """N instance masks as polygons: a list (instances) of lists (parts) of flat float64
+    arrays [x0, y0, x1, y1, ...] in absolute image coordinates. Kept on the CPU."""
+
+    def __init__(self, polygons: List[List[Union[torch.Tensor, np.ndarray]]]):
+        if not isinstance(polygons, list):
+            raise ValueError(
+                "Cannot create PolygonMasks: Expect a list of list of polygons per image. "
+                f"Got '{type(polygons)}' instead."
+            )
+        self.polygons: List[List[np.ndarray]] = [_process_instance_polygons(p) for p in polygons]
+
+    def to(self, *args: Any, **kwargs: Any) -> "PolygonMasks":
+        # Polygons live on the CPU whatever device is asked for.
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def get_bounding_boxes(self) -> Boxes:
+        """XYXY boxes enclosing every part of each instance."""
+        boxes = torch.zeros(len(self.polygons), 4, dtype=torch.float32)
+        for idx, polygons_per_instance in enumerate(self.polygons):
+            minxy = torch.as_tensor([float("inf"), float("inf")], dtype=torch.float32)
+            maxxy = torch.zeros(2, dtype=torch.float32)
+            for polygon in polygons_per_instance:
+                coords = torch.from_numpy(polygon).view(-1, 2).to(dtype=torch.float32)
+                minxy = torch.min(minxy, torch.min(coords, dim=0).values)
+                maxxy = torch.max(maxxy, torch.max(coords, dim=0).values)
+            boxes[idx, :2] = minxy
+            boxes[idx, 2:] = maxxy
+        return Boxes(boxes)
+
+    def nonempty(self) -> torch.Tensor:
+        """Bool mask of the instances with at least one polygon."""
+        keep = [len(polygon) > 0 for polygon in self.polygons]
+        return torch.from_numpy(np.asarray(keep, dtype=bool))
+
+    def __getitem__(self, item: Union[int, slice, List[int], torch.BoolTensor]) -> "PolygonMasks":
+        """Index with an int, a slice, a list of ints, a bool mask or an int tensor."""
+        if isinstance(item, int):
+            selected = [self.polygons[item]]
+        elif isinstance(item, slice):
+            selected = self.polygons[item]
+        elif isinstance(item, list):
+            selected = [self.polygons[i] for i in item]
+        elif isinstance(item, torch.Tensor):
+            if item.dtype == torch.bool:
+                if item.dim() != 1:
+                    raise IndexError(f"PolygonMasks: a bool index must be 1-D, got shape {tuple(item.shape)}")
+                if item.numel() != len(self.polygons):
+                    raise IndexError(
+                        f"PolygonMasks: bool index of length {item.numel()} for {len(self.polygons)} instances"
+                    )
+                item = item.nonzero().squeeze(1).cpu().numpy().tolist()
+            elif item.dtype in (torch.int32, torch.int64):
+                item = item.reshape(-1).cpu().numpy().tolist()
+            else:
+                raise ValueError(f"Unsupported tensor dtype={item.dtype} for indexing!")
+            selected = [self.polygons[i] for i in item]
+        else:
+            raise TypeError(f"PolygonMasks: unsupported index type {type(item)}")
+        return PolygonMasks(selected)
+
+    def __iter__(self) -> Iterator[List[np.ndarray]]:
+        return iter(self.polygons)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}(num_instances={len(self.polygons)})"
+
+    def __len__(self) -> int:
+        return len(self.polygons)
+
+    def crop_and_resize(self, boxes: torch.Tensor, mask_size: int) -> torch.Tensor:
+        """Rasterise instance i inside boxes[i] (XYXY) to an (N, M, M) bool tensor on
+        the boxes' device."""
+        if len(boxes) != len(self):
+            raise ValueError(f"PolygonMasks.crop_and_resize: {len(boxes)} boxes for {len(self)} masks")
+        dev = boxes.device
+        # Rasterisation runs on the CPU through pycocotools.
+        boxes = boxes.to(torch.device("cpu"))
+        results = [
+            rasterize_polygons_within_box(poly, box.numpy(), mask_size) for poly, box in zip(self.polygons, boxes)
+        ]
+        if len(results) == 0:
+            return torch.empty(0, mask_size, mask_size, dtype=torch.bool, device=dev)
+        return torch.stack(results, dim=0).to(device=dev)
+
+    def area(self) -> torch.Tensor:
+        """Area of each instance: the sum of its polygons' areas (overlaps count twice)."""
+        area = []
+        for polygons_per_instance in self.polygons:
+            area_per_instance = 0
+            for p in polygons_per_instance:
+                area_per_instance += polygon_area(p[0::2], p[1::2])
+            area.append(area_per_instance)
+        return torch.tensor(area)
+
+    @staticmethod
+    def cat(polymasks_list: List["PolygonMasks"]) -> "PolygonMasks":
+        if not isinstance(polymasks_list, (list, tuple)) or len(polymasks_list) == 0:
+            raise ValueError("PolygonMasks.cat: polymasks_list must be a non-empty list of PolygonMasks")
+        for pm in polymasks_list:
+            if not isinstance(pm, PolygonMasks):
+                raise TypeError(f"PolygonMasks.cat: every element must be PolygonMasks, got {type(pm)}")
+        return type(polymasks_list[0])(list(itertools.chain.from_iterable(pm.polygons for pm in polymasks_list)))
+
+
+def _as_float64_array(t: Union[torch.Tensor, np.ndarray, List[float]]) -> np.ndarray:
+    # Work in float64 so later rasterisation math is not limited by float32 rounding.
+    if isinstance(t, torch.Tensor):
+        t = t.cpu().numpy()
+    return np.asarray(t).astype("float64")
+
+
+def _process_instance_polygons(polygons_per_instance: List[Any]) -> List[np.ndarray]:
+    if not isinstance(polygons_per_instance, list):
+        raise ValueError(
+            "Cannot create polygons: Expect a list of polygons per instance. "
+            f"Got '{type(polygons_per_instance)}' instead."
+        )
+    arrays = [_as_float64_array(p) for p in polygons_per_instance]
+    for polygon in arrays:
+        if polygon.ndim != 1 or len(polygon) % 2 != 0 or len(polygon) < 6:
+            raise ValueError(
+                f"Cannot create a polygon from {polygon.size} coordinates: expected a flat array of "
+                "an even number (>= 6) of coordinates"
+            )
+    return arrays
+
+
+class ROIMasks:
+    """Masks predicted inside each roi: an (N, M, M) tensor of probabilities or logits,
+    pasted into the image by :meth:`to_bitmasks`."""
+
+    def __init__(self, tensor: torch.Tensor):
+        if tensor.dim() != 3:
+            raise ValueError(f"ROIMasks must take a masks of 3 dimension, got shape {tuple(tensor.shape)}")
+        self.tensor = tensor
+
+    def to(self, device: torch.device) -> "ROIMasks":
+        return ROIMasks(self.tensor.to(device))
+
+    @property
+    def device(self) -> device:
+        return self.tensor.device
+
+    def __len__(self) -> int:
+        return self.tensor.shape[0]
+
+    def __getitem__(self, item) -> "ROIMasks":
+        t = self.tensor[item]
+        if t.dim() != 3:
+            raise IndexError(f"Indexing on ROIMasks with {item} returns a tensor with shape {t.shape}!")
+        return ROIMasks(t)
+
+    @torch.jit.unused
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}(num_instances={len(self.tensor)})"
+
+    @torch.jit.unused
+    def to_bitmasks(self, boxes: Union[torch.Tensor, Boxes], height: int, width: int, threshold: float = 0.5):
+        """Paste each roi mask into its box (XYXY) on a (height, width) image; BitMasks."""
+        from detectron2.layers.mask_ops import _paste_masks_tensor_shape, paste_masks_in_image
+
+        if isinstance(boxes, Boxes):
+            boxes = boxes.tensor
+        if torch.jit.is_tracing() and isinstance(height, torch.Tensor):
+            paste_func = _paste_masks_tensor_shape
+        else:
+            paste_func = paste_masks_in_image
+        bitmasks = paste_func(self.tensor, boxes, (height, width), threshold=threshold)
+        return BitMasks(bitmasks)

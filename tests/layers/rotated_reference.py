@@ -1,0 +1,83 @@
+"""Plain-NumPy rotated-box geometry used as the reference in the rotated-op tests.
+
+Independent of the C++ code: the overlap is found by Sutherland-Hodgman clipping of one
+rectangle against the other (in float64), not from intersection points and a hull.
+"""
+import numpy as np
+
+
+def corners(box) -> np.ndarray:
+    """(4, 2) corners, counter-clockwise, of (x_ctr, y_ctr, w, h, angle_degrees)."""
+    x, y, w, h, a = (float(v) for v in box)
+    t = np.deg2rad(a)
+    rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    local = np.array([[-w, -h], [w, -h], [w, h], [-w, h]]) / 2
+    return local @ rot.T + np.array([x, y])
+
+
+def _clip(poly: list, a: np.ndarray, b: np.ndarray) -> list:
+    """Keep the part of `poly` left of the directed line a -> b."""
+
+    def side(p):
+        return (b[0] - a[0]) * (p[1] - a[1]) - (b[1] - a[1]) * (p[0] - a[0])
+
+    out = []
+    for k in range(len(poly)):
+        p, q = poly[k], poly[(k + 1) % len(poly)]
+        sp, sq = side(p), side(q)
+        if sp >= 0:
+            out.append(p)
+        if (sp >= 0) != (sq >= 0):
+            out.append(p + (q - p) * (sp / (sp - sq)))
+    return out
+
+
+def polygon_area(poly) -> float:
+    if len(poly) < 3:
+        return 0.0
+    p = np.asarray(poly)
+    return 0.5 * abs(np.dot(p[:, 0], np.roll(p[:, 1], -1)) - np.dot(p[:, 1], np.roll(p[:, 0], -1)))
+
+
+def iou(box1, box2) -> float:
+    w1, h1, w2, h2 = float(box1[2]), float(box1[3]), float(box2[2]), float(box2[3])
+    if min(w1, h1, w2, h2) <= 0:
+        return 0.0
+    # Work relative to the first centre, like any careful implementation must.
+    origin = np.array([float(box1[0]), float(box1[1])])
+    poly = list(corners(box1) - origin)
+    clip = corners(box2) - origin
+    for k in range(4):
+        if not poly:
+            break
+        poly = _clip(poly, clip[k], clip[(k + 1) % 4])
+    inter = polygon_area(poly)
+    return inter / (w1 * h1 + w2 * h2 - inter)
+
+
+def pairwise_iou(boxes1, boxes2) -> np.ndarray:
+    b1 = np.asarray(boxes1, dtype=np.float64)
+    b2 = np.asarray(boxes2, dtype=np.float64)
+    return np.array([[iou(p, q) for q in b2] for p in b1]).reshape(len(b1), len(b2))
+
+
+def nms(boxes, scores, threshold: float) -> list:
+    """Greedy NMS by decreasing score, ties in input order."""
+    ious = pairwise_iou(boxes, boxes)
+    order = sorted(range(len(scores)), key=lambda i: -float(scores[i]))
+    suppressed = np.zeros(len(scores), dtype=bool)
+    keep = []
+    for i in order:
+        if suppressed[i]:
+            continue
+        keep.append(i)
+        suppressed |= ious[i] > threshold
+    return keep
+
+
+def random_boxes(n: int, seed: int, spread: float = 50.0, angle_range: float = 360.0) -> np.ndarray:
+    rng = np.random.RandomState(seed)
+    centers = rng.uniform(0, spread, size=(n, 2))
+    sizes = rng.uniform(1, 30, size=(n, 2))
+    angles = rng.uniform(-angle_range, angle_range, size=(n, 1))
+    return np.concatenate([centers, sizes, angles], axis=1)
