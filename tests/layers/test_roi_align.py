@@ -34,3 +34,10 @@ def test_roi_align_casts_rois_and_checks_shape():
     with pytest.raises(AssertionError):
         ROIAlign(2, 1.0, 0)(x, rois[:, :4])
     assert repr(ROIAlign(2, 0.25, 0, False)) == "ROIAlign(output_size=2, spatial_scale=0.25, sampling_ratio=0, aligned=False)"
+
+
+def test_roi_align_module_scripts():
+    x = torch.randn(1, 2, 8, 8)
+    rois = torch.tensor([[0, 1.0, 1.0, 5.0, 5.0]])
+    m = ROIAlign((2, 3), 1.0, 0)
+    torch.testing.assert_close(torch.jit.script(m)(x, rois), m(x, rois))

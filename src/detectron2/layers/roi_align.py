@@ -37,7 +37,7 @@ class ROIAlign(nn.Module):
             input: NCHW feature map.
             rois: (K, 5): batch index, then the box (x0, y0, x1, y1).
         """
-        assert rois.dim() == 2 and rois.size(1) == 5, f"rois must have shape (K, 5), got {tuple(rois.shape)}"
+        assert rois.dim() == 2 and rois.size(1) == 5, "rois must have shape (K, 5)"
         if input.is_quantized:
             input = input.dequantize()
         return roi_align(

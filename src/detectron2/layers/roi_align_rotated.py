@@ -7,7 +7,7 @@ from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 from torch.nn.modules.utils import _pair
 
-from ._ops import ops
+from ._ops import load_C, ops
 
 
 class _ROIAlignRotated(Function):
@@ -75,21 +75,30 @@ class ROIAlignRotated(nn.Module):
             rois: (K, 6): batch index, then the rotated box (x_ctr, y_ctr, w, h, angle
                 in degrees, counter-clockwise).
         """
-        assert rois.dim() == 2 and rois.size(1) == 6, f"rois must have shape (K, 6), got {tuple(rois.shape)}"
+        assert rois.dim() == 2 and rois.size(1) == 6, "rois must have shape (K, 6)"
         orig_dtype = input.dtype
         # Half inputs (e.g. from autocast) are pooled in float32: box coordinates do not
         # survive float16, and float32 is what upstream computes in.
-        if orig_dtype in (torch.float16, torch.bfloat16):
+        if orig_dtype == torch.float16 or orig_dtype == torch.bfloat16:
             input = input.float()
         rois = rois.to(dtype=input.dtype)
         output_size = _pair(self.output_size)
-        if torch.jit.is_scripting() or torch.jit.is_tracing():
+        # Autograd Functions cannot be scripted; scripted/traced models are for inference.
+        if torch.jit.is_scripting():
+            out = torch.ops.detectron2.roi_align_rotated_forward(
+                input, rois, self.spatial_scale, output_size[0], output_size[1], self.sampling_ratio
+            )
+        elif torch.jit.is_tracing():
             out = ops().roi_align_rotated_forward(
                 input, rois, self.spatial_scale, output_size[0], output_size[1], self.sampling_ratio
             )
         else:
             out = roi_align_rotated(input, rois, output_size, self.spatial_scale, self.sampling_ratio)
         return out.to(dtype=orig_dtype)
+
+    def __prepare_scriptable__(self):
+        load_C()  # the scripted forward calls torch.ops.detectron2 directly
+        return self
 
     def __repr__(self):
         return (

@@ -8,6 +8,8 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include <type_traits>
+
 #include "common/cuda_types.h"
 #include "ops/roi_align_rotated/cuda/roi_align_rotated_kernel.h"
 #include "ops/roi_align_rotated/roi_align_rotated.h"
