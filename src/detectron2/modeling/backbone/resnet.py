@@ -369,14 +369,14 @@ class ResNet(Backbone):
         else:
             in_channels, out_channels = [64, 256, 512, 1024], [256, 512, 1024, 2048]
         stages = []
-        for n, i, o in zip(num_blocks, in_channels, out_channels):
+        for n, s, i, o in zip(num_blocks, [1, 2, 2, 2], in_channels, out_channels):
             if depth >= 50:
                 kwargs["bottleneck_channels"] = o // 4
             stages.append(
                 ResNet.make_stage(
                     block_class=block_class,
                     num_blocks=n,
-                    stride_per_block=[1 if i == 64 else 2] + [1] * (n - 1),
+                    stride_per_block=[s] + [1] * (n - 1),
                     in_channels=i,
                     out_channels=o,
                     **kwargs,
