@@ -6,6 +6,7 @@ from .backbone import (
     BACKBONE_REGISTRY,
     FPN,
     Backbone,
+    RegNet,
     ResNet,
     ResNetBlockBase,
     build_backbone,

@@ -1,6 +1,7 @@
 from .build import build_backbone, BACKBONE_REGISTRY  # noqa: F401
 from .backbone import Backbone
 from .fpn import FPN
+from .regnet import RegNet
 from .resnet import (
     BasicStem,
     ResNet,
