@@ -337,3 +337,68 @@ def test_deformable_stages_from_config():
 def test_backbone_is_abstract():
     with pytest.raises(TypeError):
         Backbone()
+
+
+def _small_fpn(deform=False):
+    cfg = _fpn_cfg()
+    cfg.MODEL.RESNETS.NORM = "BN"
+    cfg.MODEL.BACKBONE.FREEZE_AT = 0
+    cfg.MODEL.FPN.OUT_CHANNELS = 32
+    if deform:
+        cfg.MODEL.RESNETS.DEFORM_ON_PER_STAGE = [False, False, True, True]
+        cfg.MODEL.RESNETS.DEFORM_MODULATED = True
+    torch.manual_seed(0)
+    model = build_backbone(cfg).eval()
+    if deform:
+        for block in (model.bottom_up.res4[0], model.bottom_up.res5[1]):
+            torch.nn.init.normal_(block.conv2_offset.weight, std=0.05)
+    return model
+
+
+def test_channels_last_and_non_contiguous_input_same_result():
+    model = _small_fpn()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        ref = model(x)
+        nhwc = model(x.contiguous(memory_format=torch.channels_last))
+        strided = model(torch.randn(1, 3, 64, 192)[..., ::2].copy_(x))
+    for k in ref:
+        torch.testing.assert_close(nhwc[k], ref[k], rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(strided[k], ref[k], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("deform", [False, True])
+def test_fpn_cpu_cuda_parity(deform):
+    model = _small_fpn(deform)
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        ref = model(x)
+        out = model.cuda()(x.cuda())
+    for k in ref:
+        torch.testing.assert_close(out[k].cpu(), ref[k], rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.cuda
+def test_fpn_backward_and_autocast_on_cuda():
+    model = _small_fpn(deform=True).cuda().train()
+    x = torch.randn(1, 3, 64, 64, device="cuda")
+    sum(v.float().sum() for v in model(x).values()).backward()
+    assert model.bottom_up.res4[0].conv2_offset.weight.grad is not None
+    assert torch.isfinite(model.bottom_up.res4[0].conv2.weight.grad).all()
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.float16):
+        out = model.eval()(x)
+    assert all(torch.isfinite(v).all() for v in out.values())
+
+
+@pytest.mark.parametrize("modulated", [False, True])
+def test_deform_block_under_cpu_autocast(modulated):
+    torch.manual_seed(0)
+    block = DeformBottleneckBlock(64, 256, bottleneck_channels=64, norm="BN", deform_modulated=modulated).eval()
+    torch.nn.init.normal_(block.conv2_offset.weight, std=0.05)
+    x = torch.randn(1, 64, 12, 12)
+    with torch.no_grad():
+        ref = block(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = block(x)
+    torch.testing.assert_close(out.float(), ref, rtol=0.1, atol=0.1)
