@@ -12,6 +12,11 @@ export PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 ARCH=${TORCH_CUDA_ARCH_LIST:-$($PY -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())')}
 stages=("$@"); [ ${#stages[@]} -eq 0 ] && stages=(all)
+# The lent H100 image exports CC/CXX=/opt/gcc/bin/gcc|g++, a wrapper that links libstdc++
+# statically: _C then carries its own libstdc++ beside torch's shared one, and the first
+# iostream use with numbers (any error message) crashes in the locale code. Use the
+# system compilers, which link libstdc++ dynamically like torch.
+if [ -x /usr/bin/g++ ]; then export CC=/usr/bin/gcc CXX=/usr/bin/g++; fi
 
 run_stage() {
   case "$1" in
