@@ -1,7 +1,7 @@
 """Anchor generators: reference boxes tiled over each feature map."""
 import collections.abc
 import math
-from typing import List, Sequence, Tuple
+from typing import List, Sequence
 
 import torch
 from torch import nn
