@@ -1,0 +1,14 @@
+from .build import build_backbone, BACKBONE_REGISTRY  # noqa: F401
+from .backbone import Backbone
+from .fpn import FPN
+from .regnet import RegNet
+from .resnet import (
+    BasicStem,
+    ResNet,
+    ResNetBlockBase,
+    build_resnet_backbone,
+    make_stage,
+    BottleneckBlock,
+)
+
+__all__ = [k for k in globals().keys() if not k.startswith("_")]
