@@ -39,9 +39,11 @@ run_stage() {
       $PY -m detectron2.doctor 2>&1 | tee "$OUT/doctor.txt" | tail -40
       $PY -m detectron2.utils.collect_env > "$OUT/collect_env.txt" 2>&1 ;;
     bench)
-      for b in benchmarks/bench_*.py; do
-        echo "## $b"; timeout 300 $PY "$b" --device cuda 2>&1
-      done | tee "$OUT/bench_cuda.md" | tail -80 ;;
+      # BENCHES="deform_conv nms_rotated" picks some; default: all of them.
+      local names=${BENCHES:-$(ls benchmarks/bench_*.py | sed 's#.*/bench_##; s#\.py$##')}
+      for b in $names; do
+        echo "## benchmarks/bench_$b.py --device cuda"; timeout ${BENCH_TIMEOUT:-300} $PY "benchmarks/bench_$b.py" --device cuda 2>&1
+      done | tee "$OUT/bench_cuda.md" | tail -150 ;;
     all)
       for s in build test memcheck doctor bench; do run_stage "$s" || echo "stage $s failed ($?)"; done ;;
     *) echo "unknown stage $1"; return 2 ;;
