@@ -39,6 +39,18 @@ def test_nothing_imports_pkg_resources():
     assert not offenders, offenders
 
 
+def test_sources_parse_as_python_3_8():
+    # No 3.8 interpreter can be installed here; the grammar check catches match statements,
+    # parenthesised context managers, `except*` and the like.
+    bad = []
+    for path in [ROOT / "setup.py", *sorted((ROOT / "src").rglob("*.py"))]:
+        try:
+            ast.parse(path.read_text(), str(path), feature_version=(3, 8))
+        except SyntaxError as e:
+            bad.append(f"{path.relative_to(ROOT)}:{e.lineno}: {e.msg}")
+    assert not bad, bad
+
+
 @pytest.mark.slow
 def test_editable_install_builds_and_imports(tmp_path):
     """`pip install --no-build-isolation -e .` (C++-only build) in a fresh venv that sees
