@@ -7,6 +7,7 @@ here resolve only those globals and refuse a file naming anything else.
 import io
 import os
 import pickle
+import re
 import tempfile
 from typing import Any, BinaryIO, Callable, Dict, FrozenSet, Tuple
 
@@ -26,10 +27,10 @@ _BUILTINS: FrozenSet[str] = frozenset(
 )
 # numpy >= 2 moved numpy.core to numpy._core; pickles name either
 _NUMPY_GLOBALS: FrozenSet[Tuple[str, str]] = frozenset(
-    (mod + ".multiarray", name)
+    (mod + sub, name)
     for mod in ("numpy.core", "numpy._core")
-    for name in ("_reconstruct", "scalar")
-) | {("numpy", "ndarray"), ("numpy", "dtype")}
+    for sub, name in ((".multiarray", "_reconstruct"), (".multiarray", "scalar"), (".numeric", "_frombuffer"))
+) | {("numpy", "ndarray"), ("numpy", "dtype")}  # _frombuffer: protocol-5 arrays
 _OTHER_GLOBALS: FrozenSet[Tuple[str, str]] = frozenset(
     {
         ("collections", "OrderedDict"),
@@ -117,8 +118,12 @@ def load_torch(filename: str, weights_only: bool = True) -> Any:
         try:
             return torch.load(filename, map_location=torch.device("cpu"), weights_only=True)
         except pickle.UnpicklingError as e:
+            # torch's message is long and suggests weights_only=False; keep only the culprit
+            found = re.search(r"GLOBAL (\S+)", str(e))
+            culprit = f"the global '{found.group(1)}'" if found else f"something torch refused ({e})"
             raise UnsafeCheckpointError(
-                f"Refusing to load {filename}: torch's weights-only loader rejected it: {e}"
+                f"Refusing to load {filename}: it references {culprit}, which is not allowed "
+                "in a checkpoint (torch.load(weights_only=True) allows tensors and plain containers)."
             ) from e
     module = _restricted_pickle_module(filename)
     return torch.load(filename, map_location=torch.device("cpu"), pickle_module=module, weights_only=False)
