@@ -282,3 +282,19 @@ def test_periodic_checkpointer_saves_through_detection_checkpointer(tmp_path):
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["last_checkpoint", "model_0000003.pth", "model_final.pth"]
     assert (tmp_path / "last_checkpoint").read_text() == "model_final.pth"
+
+
+def test_pycls_pyth_loads_with_heuristics(tmp_path):
+    model = _Detector(0)
+    bottom_up = model.backbone.bottom_up.state_dict()
+    state = dict(bottom_up, **{"stem.conv1.norm.num_batches_tracked": torch.tensor(5)})
+    f = tmp_path / "RegNet.pyth"
+    torch.save({"model_state": state, "epoch": 10}, f)
+    fresh = _Detector(1)
+    DetectionCheckpointer(fresh).load(str(f))
+    _assert_same(fresh.backbone.bottom_up.state_dict(), bottom_up)
+
+    bad = tmp_path / "bad.pyth"
+    torch.save({"weights": state}, bad)
+    with pytest.raises(ValueError, match="model_state"):
+        DetectionCheckpointer(fresh).load(str(bad))
