@@ -484,3 +484,21 @@ def test_cuda_on_second_device_or_current():
     with torch.cuda.device(0):
         out = modulated_deform_conv(x, offset, mask, weight, bias, 1, 1, 1, 1, 1)
     torch.testing.assert_close(out, reference_deform_conv(x, offset, weight, bias, 1, 1, 1, 1, 1, mask=mask))
+
+
+@pytest.mark.parametrize("modulated", [False, True])
+def test_modules_under_autocast_run_in_the_weights_dtype(device, modulated):
+    # Under autocast the offsets come out of a half-precision conv: the module must accept
+    # them beside its float32 weights and compute as float32 on the upcast operands.
+    half = torch.bfloat16 if device.type == "cpu" else torch.float16
+    torch.manual_seed(0)
+    cls = ModulatedDeformConv if modulated else DeformConv
+    layer = cls(4, 6, 3, padding=1).to(device)
+    x = torch.randn(2, 4, 7, 8, device=device).to(half)
+    offset = (torch.randn(2, 18, 7, 8, device=device) * 0.5).to(half)
+    operands = [x, offset] + ([torch.rand(2, 9, 7, 8, device=device).to(half)] if modulated else [])
+    with torch.autocast(device.type, dtype=half):
+        out = layer(*operands)
+    expected = layer(*(t.float() for t in operands))
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, expected)

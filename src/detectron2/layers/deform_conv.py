@@ -222,6 +222,17 @@ class _DeformConvBase(nn.Module):
         out = x.new_zeros(shape) + self.weight.sum() * 0
         return out
 
+    def _run(self, op, x: torch.Tensor, *operands: torch.Tensor) -> torch.Tensor:
+        """op(x, *operands), then norm and activation. Under autocast the activations and
+        offsets arrive in half precision beside float32 weights, and the kernels take one
+        dtype for all operands: run the deformable conv in the weights' dtype."""
+        device_type = x.device.type
+        if not _autocast_enabled(device_type):
+            return self._finish(op(x, *operands))
+        dtype = self.weight.dtype
+        with torch.autocast(device_type, enabled=False):
+            return self._finish(op(x.to(dtype), *(t.to(dtype) for t in operands)))
+
     def _finish(self, x: torch.Tensor) -> torch.Tensor:
         if self.norm is not None:
             x = self.norm(x)
@@ -265,10 +276,12 @@ class DeformConv(_DeformConvBase):
     def forward(self, x: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
         if x.numel() == 0:
             return self._finish(self._empty_output(x))
-        x = deform_conv(
-            x, offset, self.weight, self.stride, self.padding, self.dilation, self.groups, self.deformable_groups
+        return self._run(
+            lambda x, offset: deform_conv(
+                x, offset, self.weight, self.stride, self.padding, self.dilation, self.groups, self.deformable_groups
+            ),
+            x, offset,
         )
-        return self._finish(x)
 
 
 class ModulatedDeformConv(_DeformConvBase):
@@ -296,8 +309,19 @@ class ModulatedDeformConv(_DeformConvBase):
     def forward(self, x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if x.numel() == 0:
             return self._finish(self._empty_output(x))
-        x = modulated_deform_conv(
-            x, offset, mask, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
-            self.deformable_groups,
+        return self._run(
+            lambda x, offset, mask: modulated_deform_conv(
+                x, offset, mask, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
+                self.deformable_groups,
+            ),
+            x, offset, mask,
         )
-        return self._finish(x)
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 has no device argument
+        if device_type == "cpu":
+            return torch.is_autocast_cpu_enabled()
+        return torch.is_autocast_enabled()

@@ -195,33 +195,13 @@ class DeformBottleneckBlock(CNNBlockBase):
         if self.deform_modulated:
             offset_x, offset_y, mask = torch.chunk(self.conv2_offset(out), 3, dim=1)
             offset = torch.cat((offset_x, offset_y), dim=1)
-            out = self._deform(out, offset, mask.sigmoid())
+            out = self.conv2(out, offset, mask.sigmoid())
         else:
-            out = self._deform(out, self.conv2_offset(out))
+            out = self.conv2(out, self.conv2_offset(out))
         out = F.relu_(out)
         out = self.conv3(out)
         shortcut = x if self.shortcut is None else self.shortcut(x)
         return F.relu_(out + shortcut)
-
-
-    def _deform(self, x: torch.Tensor, *offset_and_mask: torch.Tensor) -> torch.Tensor:
-        device_type = x.device.type
-        if not _autocast_enabled(device_type):
-            return self.conv2(x, *offset_and_mask)
-        # The deformable kernels take one dtype for all operands; under autocast the
-        # offsets come out of a half-precision conv, so run this conv in the weights' dtype.
-        dtype = self.conv2.weight.dtype
-        with torch.autocast(device_type, enabled=False):
-            return self.conv2(x.to(dtype), *(t.to(dtype) for t in offset_and_mask))
-
-
-def _autocast_enabled(device_type: str) -> bool:
-    try:
-        return torch.is_autocast_enabled(device_type)
-    except TypeError:  # torch < 2.4 has no device argument
-        if device_type == "cpu":
-            return torch.is_autocast_cpu_enabled()
-        return torch.is_autocast_enabled()
 
 
 class BasicStem(CNNBlockBase):
