@@ -66,6 +66,12 @@ def test_editable_install_builds_and_imports(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
     python = str(venv / "bin" / "python")
+    # --system-site-packages sees the base interpreter's packages only; when this test runs
+    # inside a venv (the H100 image's torch lives in one), hand the new venv our sys.path.
+    venv_site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    parents = [p for p in sys.path if p.endswith(("site-packages", "dist-packages")) and os.path.isdir(p)]
+    pathlib.Path(venv_site, "_outer_site_packages.pth").write_text("\n".join(parents) + "\n")
     env = dict(os.environ, FORCE_CUDA="0", MAX_JOBS="2")
     env.pop("PYTHONPATH", None)
     install = subprocess.run([python, "-m", "pip", "install", "-q", "--no-build-isolation", "--no-deps", "-e", str(checkout)],
