@@ -54,6 +54,25 @@ ChannelTasks channel_tasks(const Geometry& g) {
   return ChannelTasks{chunks, cg};
 }
 
+// fn(b, dg, k, p, c0, c1) for every (tap, image, output pixel) of every channel task,
+// the tasks spread over threads: each owns a disjoint channel range, so col2im's
+// scatter never has two threads writing one input pixel.
+template <typename Fn>
+void for_each_channel_task(const Geometry& g, const Fn& fn) {
+  const ChannelTasks tasks = channel_tasks(g);
+  const int64_t grain = grain_for(g.channels * g.kernel_size() * g.batch * g.out_pixels() / tasks.count(g));
+  at::parallel_for(0, tasks.count(g), grain, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      int64_t dg, c0, c1;
+      tasks.range(task, &dg, &c0, &c1);
+      if (c0 >= c1) continue;
+      for (int64_t k = 0; k < g.kernel_size(); ++k)
+        for (int64_t b = 0; b < g.batch; ++b)
+          for (int64_t p = 0; p < g.out_pixels(); ++p) fn(b, dg, k, p, c0, c1);
+    }
+  });
+}
+
 }  // namespace
 
 void im2col_cpu(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask, const Geometry& g,
@@ -63,17 +82,8 @@ void im2col_cpu(const at::Tensor& input, const at::Tensor& offset, const at::Ten
     const scalar_t* off = offset.data_ptr<scalar_t>();
     const scalar_t* msk = data_or_null<scalar_t>(mask);
     scalar_t* col = columns.data_ptr<scalar_t>();
-    const ChannelTasks tasks = channel_tasks(g);
-    const int64_t grain = grain_for(g.channels * g.kernel_size() * g.batch * g.out_pixels() / tasks.count(g));
-    at::parallel_for(0, tasks.count(g), grain, [&](int64_t begin, int64_t end) {
-      for (int64_t task = begin; task < end; ++task) {
-        int64_t dg, c0, c1;
-        tasks.range(task, &dg, &c0, &c1);
-        if (c0 >= c1) continue;
-        for (int64_t k = 0; k < g.kernel_size(); ++k)
-          for (int64_t b = 0; b < g.batch; ++b)
-            for (int64_t p = 0; p < g.out_pixels(); ++p) im2col_element(g, in, off, msk, b, dg, k, p, c0, c1, col);
-      }
+    for_each_channel_task(g, [&](int64_t b, int64_t dg, int64_t k, int64_t p, int64_t c0, int64_t c1) {
+      im2col_element(g, in, off, msk, b, dg, k, p, c0, c1, col);
     });
   });
 }
@@ -85,18 +95,8 @@ void col2im_cpu(const at::Tensor& grad_columns, const at::Tensor& offset, const 
     const scalar_t* off = offset.data_ptr<scalar_t>();
     const scalar_t* msk = data_or_null<scalar_t>(mask);
     scalar_t* gin = grad_input.data_ptr<scalar_t>();
-    const ChannelTasks tasks = channel_tasks(g);
-    const int64_t grain = grain_for(g.channels * g.kernel_size() * g.batch * g.out_pixels() / tasks.count(g));
-    at::parallel_for(0, tasks.count(g), grain, [&](int64_t begin, int64_t end) {
-      for (int64_t task = begin; task < end; ++task) {
-        int64_t dg, c0, c1;
-        tasks.range(task, &dg, &c0, &c1);
-        if (c0 >= c1) continue;
-        for (int64_t k = 0; k < g.kernel_size(); ++k)
-          for (int64_t b = 0; b < g.batch; ++b)
-            for (int64_t p = 0; p < g.out_pixels(); ++p)
-              col2im_element<scalar_t, SerialAdd>(g, col, off, msk, b, dg, k, p, c0, c1, gin);
-      }
+    for_each_channel_task(g, [&](int64_t b, int64_t dg, int64_t k, int64_t p, int64_t c0, int64_t c1) {
+      col2im_element<scalar_t, SerialAdd>(g, col, off, msk, b, dg, k, p, c0, c1, gin);
     });
   });
 }
