@@ -174,7 +174,7 @@ def test_training_losses_finite_and_differentiable(loss_type):
         assert storage.latest()["rpn/num_pos_anchors"][0] > 0
     assert set(losses) == {"loss_rpn_cls", "loss_rpn_loc"}
     assert all(torch.isfinite(v) and v.dim() == 0 for v in losses.values())
-    assert float(losses["loss_rpn_loc"]) > 0
+    assert losses["loss_rpn_loc"].item() > 0
     sum(losses.values()).backward()
     head = rpn.rpn_head
     for p in (head.conv.weight, head.objectness_logits.weight, head.anchor_deltas.weight):

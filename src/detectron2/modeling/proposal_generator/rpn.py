@@ -135,6 +135,7 @@ class RPN(nn.Module):
     # The box-type specific steps; RRPN swaps in the rotated ones.
     _pairwise_iou = staticmethod(pairwise_iou)
     _find_top_proposals = staticmethod(find_top_rpn_proposals)
+    _box2box_transform_class = Box2BoxTransform
 
     @configurable
     def __init__(
@@ -220,7 +221,7 @@ class RPN(nn.Module):
                 "loss_rpn_loc": rpn.BBOX_REG_LOSS_WEIGHT * rpn.LOSS_WEIGHT,
             },
             "anchor_boundary_thresh": rpn.BOUNDARY_THRESH,
-            "box2box_transform": Box2BoxTransform(weights=rpn.BBOX_REG_WEIGHTS),
+            "box2box_transform": cls._box2box_transform_class(weights=rpn.BBOX_REG_WEIGHTS),
             "box_reg_loss_type": rpn.BBOX_REG_LOSS_TYPE,
             "smooth_l1_beta": rpn.SMOOTH_L1_BETA,
             "pre_nms_topk": (rpn.PRE_NMS_TOPK_TRAIN, rpn.PRE_NMS_TOPK_TEST),

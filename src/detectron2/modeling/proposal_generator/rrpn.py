@@ -1,8 +1,5 @@
 """Rotated Region Proposal Network: RPN on rotated anchors (x_ctr, y_ctr, w, h, angle)."""
-from typing import Dict
-
 from detectron2.config import configurable
-from detectron2.layers import ShapeSpec
 from detectron2.structures import pairwise_iou_rotated
 
 from ..box_regression import Box2BoxTransformRotated
@@ -23,6 +20,7 @@ class RRPN(RPN):
 
     _pairwise_iou = staticmethod(pairwise_iou_rotated)
     _find_top_proposals = staticmethod(find_top_rrpn_proposals)
+    _box2box_transform_class = Box2BoxTransformRotated
 
     @configurable
     def __init__(self, *args, **kwargs):
@@ -38,9 +36,3 @@ class RRPN(RPN):
             raise ValueError(
                 f"RRPN: box_reg_loss_type must be 'smooth_l1' for rotated boxes, got {self.box_reg_loss_type!r}"
             )
-
-    @classmethod
-    def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
-        ret = super().from_config(cfg, input_shape)
-        ret["box2box_transform"] = Box2BoxTransformRotated(weights=cfg.MODEL.RPN.BBOX_REG_WEIGHTS)
-        return ret
