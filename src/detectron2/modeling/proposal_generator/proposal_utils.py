@@ -45,8 +45,6 @@ def _topk_per_level(
     """The ``pre_nms_topk`` best-scoring proposals of every level and image, concatenated
     over levels: boxes (N, K, B), scores (N, K) and the level of each column (K,)."""
     device = proposals[0].device
-    num_images = proposals[0].shape[0]
-    batch_idx = move_device_like(torch.arange(num_images, device=device), proposals[0])
     topk_boxes, topk_scores, level_ids = [], [], []
     for level_id, (proposals_i, logits_i) in enumerate(zip(proposals, logits)):
         hwa = logits_i.shape[1]
@@ -54,7 +52,8 @@ def _topk_per_level(
         k = torch.clamp(hwa, max=pre_nms_topk) if isinstance(hwa, torch.Tensor) else min(hwa, pre_nms_topk)
         scores_i, idx = logits_i.topk(k, dim=1)
         topk_scores.append(scores_i)
-        topk_boxes.append(proposals_i[batch_idx[:, None], idx])
+        # gather rather than 2-D advanced indexing: same values, a simpler and faster kernel.
+        topk_boxes.append(proposals_i.gather(1, idx.unsqueeze(-1).expand(-1, -1, proposals_i.shape[2])))
         level_ids.append(
             move_device_like(torch.full((k,), level_id, dtype=torch.int64, device=device), proposals[0])
         )
