@@ -76,7 +76,8 @@ def main() -> None:
     device = args.device
     height, width = (128, 192) if args.quick else (800, 1344)
     batch = 2
-    print(f"device: {describe_device(device)}; image {height}x{width} (800x1333 padded), batch {batch}\n")
+    note = "quick" if args.quick else "800x1333 padded to 32"
+    print(f"device: {describe_device(device)}; image {height}x{width} ({note}), batch {batch}\n")
     torch.manual_seed(0)
     rpn = _build_rpn(device)
     features = _features(height, width, batch, device)

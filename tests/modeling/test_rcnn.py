@@ -1,5 +1,8 @@
 """GeneralizedRCNN and ProposalNetwork on a toy backbone. The ROI heads here are a small
 fake with upstream's interface; the real StandardROIHeads is tested with them elsewhere."""
+import sys
+import types
+
 import pytest
 import torch
 from rcnn_toys import ToyBackbone, toy_cfg, toy_inputs
@@ -192,6 +195,27 @@ def test_visualization_only_when_vis_period_is_positive(monkeypatch):
         storage.step()
         model(toy_inputs())  # iteration 1: skipped
     assert calls == [2]
+
+
+def test_generalized_rcnn_from_config(monkeypatch):
+    # Stand-in for detectron2.modeling.roi_heads, whatever the real one builds.
+    fake = types.ModuleType("detectron2.modeling.roi_heads")
+    fake.build_roi_heads = lambda cfg, input_shape: FakeROIHeads(input_shape["p3"].channels)
+    monkeypatch.setitem(sys.modules, "detectron2.modeling.roi_heads", fake)
+    cfg = toy_cfg()
+    cfg.MODEL.META_ARCHITECTURE = "GeneralizedRCNN"
+    cfg.INPUT.FORMAT = "RGB"
+    cfg.VIS_PERIOD = 7
+    cfg.MODEL.PIXEL_MEAN = [1.0, 2.0, 3.0]
+    cfg.MODEL.PIXEL_STD = [4.0, 5.0, 6.0]
+    model = build_model(cfg)
+    assert isinstance(model, GeneralizedRCNN)
+    assert isinstance(model.proposal_generator, RPN) and isinstance(model.roi_heads, FakeROIHeads)
+    assert (model.input_format, model.vis_period) == ("RGB", 7)
+    assert model.pixel_mean.flatten().tolist() == [1.0, 2.0, 3.0]
+    assert model.pixel_std.flatten().tolist() == [4.0, 5.0, 6.0]
+    cfg.MODEL.PROPOSAL_GENERATOR.NAME = "PrecomputedProposals"
+    assert build_model(cfg).proposal_generator is None
 
 
 def test_proposal_network_and_build_model():

@@ -64,6 +64,16 @@ def _postprocess_all(instances, batched_inputs, image_sizes, key: str) -> List[D
     return processed
 
 
+def _backbone_and_proposals_from_config(cfg) -> Dict:
+    backbone = build_backbone(cfg)
+    return {
+        "backbone": backbone,
+        "proposal_generator": build_proposal_generator(cfg, backbone.output_shape()),
+        "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+        "pixel_std": cfg.MODEL.PIXEL_STD,
+    }
+
+
 def _gt_instances(batched_inputs, device) -> Optional[List[Instances]]:
     if "instances" in batched_inputs[0]:
         return [x["instances"].to(device) for x in batched_inputs]
@@ -117,16 +127,13 @@ class GeneralizedRCNN(nn.Module):
         # Imported on use: GeneralizedRCNN itself accepts any roi_heads module.
         from ..roi_heads import build_roi_heads
 
-        backbone = build_backbone(cfg)
-        return {
-            "backbone": backbone,
-            "proposal_generator": build_proposal_generator(cfg, backbone.output_shape()),
-            "roi_heads": build_roi_heads(cfg, backbone.output_shape()),
-            "input_format": cfg.INPUT.FORMAT,
-            "vis_period": cfg.VIS_PERIOD,
-            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
-            "pixel_std": cfg.MODEL.PIXEL_STD,
-        }
+        ret = _backbone_and_proposals_from_config(cfg)
+        ret.update(
+            roi_heads=build_roi_heads(cfg, ret["backbone"].output_shape()),
+            input_format=cfg.INPUT.FORMAT,
+            vis_period=cfg.VIS_PERIOD,
+        )
+        return ret
 
     @property
     def device(self) -> torch.device:
@@ -252,13 +259,7 @@ class ProposalNetwork(nn.Module):
 
     @classmethod
     def from_config(cls, cfg):
-        backbone = build_backbone(cfg)
-        return {
-            "backbone": backbone,
-            "proposal_generator": build_proposal_generator(cfg, backbone.output_shape()),
-            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
-            "pixel_std": cfg.MODEL.PIXEL_STD,
-        }
+        return _backbone_and_proposals_from_config(cfg)
 
     @property
     def device(self) -> torch.device:
