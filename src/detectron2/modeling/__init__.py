@@ -21,6 +21,15 @@ from .matcher import Matcher
 from .poolers import ROIPooler
 from .postprocessing import detector_postprocess, sem_seg_postprocess
 from .sampling import subsample_labels
+from .proposal_generator import (
+    PROPOSAL_GENERATOR_REGISTRY,
+    RPN_HEAD_REGISTRY,
+    RPN,
+    StandardRPNHead,
+    build_proposal_generator,
+    build_rpn_head,
+)
+from .meta_arch import META_ARCH_REGISTRY, GeneralizedRCNN, ProposalNetwork, build_model
 
 _EXCLUDE = {"ShapeSpec"}
 __all__ = [k for k in globals().keys() if k not in _EXCLUDE and not k.startswith("_")]
