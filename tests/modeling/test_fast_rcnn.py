@@ -382,3 +382,12 @@ def test_losses_on_device(device):
     assert torch.isfinite(total)
     total.backward()
     assert x.grad.device.type == device.type and torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_inference_other_float_dtypes(dtype):
+    boxes, scores = _inference_case()
+    ref, ref_inds = fast_rcnn_inference_single_image(boxes, scores, (50, 60), 0.05, 0.5, -1)
+    out, inds = fast_rcnn_inference_single_image(boxes.to(dtype), scores.to(dtype), (50, 60), 0.05, 0.5, -1)
+    assert out.scores.dtype == dtype and torch.equal(inds, ref_inds)
+    torch.testing.assert_close(out.pred_boxes.tensor, ref.pred_boxes.tensor)

@@ -116,7 +116,8 @@ def fast_rcnn_inference_single_image(
     boxes = clipped.tensor.view(-1, num_bbox_reg_classes, 4)
 
     boxes, scores, filter_inds = _filter_by_score(boxes, scores, score_thresh, 4)
-    keep = batched_nms(boxes, scores, filter_inds[:, 1], nms_thresh)
+    # Boxes are float32 whatever the model's dtype; NMS needs scores of the same dtype.
+    keep = batched_nms(boxes, scores.to(boxes.dtype), filter_inds[:, 1], nms_thresh)
     if topk_per_image >= 0:
         keep = keep[:topk_per_image]
     boxes, scores, filter_inds = boxes[keep], scores[keep], filter_inds[keep]
@@ -256,7 +257,7 @@ class FastRCNNOutputLayers(nn.Module):
 
         return {
             "input_shape": input_shape,
-            "box2box_transform": Box2BoxTransform(weights=box_head.BBOX_REG_WEIGHTS),
+            "box2box_transform": cls._box2box_transform_from_config(cfg),
             "num_classes": cfg.MODEL.ROI_HEADS.NUM_CLASSES,
             "cls_agnostic_bbox_reg": box_head.CLS_AGNOSTIC_BBOX_REG,
             "smooth_l1_beta": box_head.SMOOTH_L1_BETA,
@@ -270,6 +271,11 @@ class FastRCNNOutputLayers(nn.Module):
             "get_fed_loss_cls_weights": fed_loss_weights,
             "fed_loss_num_classes": box_head.FED_LOSS_NUM_CLASSES,
         }
+
+    @classmethod
+    def _box2box_transform_from_config(cls, cfg):
+        # Subclasses for other box types (rotated) change only this.
+        return Box2BoxTransform(weights=cfg.MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """

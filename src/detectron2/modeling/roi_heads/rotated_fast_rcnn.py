@@ -77,10 +77,8 @@ class RotatedFastRCNNOutputLayers(FastRCNNOutputLayers):
     rotated inference."""
 
     @classmethod
-    def from_config(cls, cfg, input_shape):
-        args = super().from_config(cfg, input_shape)
-        args["box2box_transform"] = Box2BoxTransformRotated(weights=cfg.MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS)
-        return args
+    def _box2box_transform_from_config(cls, cfg):
+        return Box2BoxTransformRotated(weights=cfg.MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS)
 
     def inference(self, predictions, proposals: List[Instances]) -> Tuple[List[Instances], List[torch.Tensor]]:
         """Rotated detections per image, see :func:`fast_rcnn_inference_rotated`."""
