@@ -2,8 +2,8 @@
 import torch
 
 try:  # newer torch: the plain name also answers true under torch.export and warns about it
-    from torch.fx._symbolic_trace import is_fx_tracing_symbolic_tracing as _torch_is_fx_tracing
-except ImportError:  # torch < 2.2
+    from torch.fx._symbolic_trace import is_fx_symbolic_tracing as _torch_is_fx_tracing
+except ImportError:  # older torch
     from torch.fx._symbolic_trace import is_fx_tracing as _torch_is_fx_tracing
 
 __all__ = ["is_fx_tracing", "assert_fx_safe"]
