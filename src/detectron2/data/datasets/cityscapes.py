@@ -148,7 +148,7 @@ def _annotations_from_polygons(objects: List[Dict]) -> List[Dict]:
             continue
         # Vertices are pixel indices: +0.5 moves them to pixel centres, and the 0.5 px
         # buffer makes the polygon cover the pixels the png marks.
-        poly = Polygon(np.asarray(obj["polygon"], dtype="f4") + 0.5).buffer(0.5, resolution=4)
+        poly = Polygon(np.asarray(obj["polygon"], dtype="f4") + 0.5).buffer(0.5, 4)
         if not label.has_instances or label.ignore_in_eval:
             covered = covered.union(poly)
             continue
