@@ -263,3 +263,16 @@ def test_test_loader(registered, fake_detection_utils, num_workers):
     assert all(len(b) == 1 for b in batches)
     loader = build_detection_test_loader(_dicts(5), mapper=_mapper, batch_size=2, num_workers=num_workers)
     assert [len(b) for b in loader] == [2, 2, 1]  # the last batch is kept
+
+
+def test_data_loader_benchmark(caplog):
+    from detectron2.data.benchmark import DataLoaderBenchmark
+
+    bench = DataLoaderBenchmark(_dicts(8), mapper=_mapper, total_batch_size=2, num_workers=2, max_time_seconds=5)
+    with caplog.at_level(logging.INFO, logger="detectron2"):
+        assert bench.benchmark_dataset(4, warmup=1) > 0
+        assert bench.benchmark_mapper(4, warmup=1) > 0
+        assert len(bench.benchmark_workers(2, warmup=1)) == 3  # 0, 1 and 2 workers
+        assert bench.benchmark_IPC(2, warmup=1) > 0
+        assert bench.benchmark_distributed(2, warmup=1) > 0
+    assert "Dataset Alone" in caplog.text and "w/o comm" in caplog.text and "GPU0" in caplog.text
