@@ -7,7 +7,6 @@ import types
 
 import numpy as np
 import pytest
-import torch
 import torch.utils.data as torchdata
 
 from detectron2.config import get_cfg
@@ -233,6 +232,9 @@ def test_train_loader_collate_and_errors():
     with pytest.raises(ValueError, match="IterableDataset"):
         build_batch_data_loader(it, TrainingSampler(4), 2)
     assert len(next(iter(build_batch_data_loader(it, None, 2)))) == 2
+    assert len(next(iter(build_batch_data_loader(it, None, 0, single_gpu_batch_size=3)))) == 3
+    with pytest.raises(ValueError, match="incompatible"):
+        build_batch_data_loader(it, None, 2, single_gpu_batch_size=3)
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])

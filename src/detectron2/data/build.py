@@ -207,15 +207,29 @@ def worker_init_reset_seed(worker_id: int) -> None:
     seed_all_rng(initial_seed + worker_id)
 
 
+def _per_rank_batch_size(total_batch_size: Optional[int], single_gpu_batch_size: Optional[int]) -> int:
+    if single_gpu_batch_size:
+        if total_batch_size:
+            raise ValueError("total_batch_size and single_gpu_batch_size are mutually incompatible; give only one.")
+        return single_gpu_batch_size
+    world_size = get_world_size()
+    if not total_batch_size or total_batch_size <= 0 or total_batch_size % world_size != 0:
+        raise ValueError(
+            f"Total batch size ({total_batch_size}) must be divisible by the number of gpus ({world_size})."
+        )
+    return total_batch_size // world_size
+
+
 def build_batch_data_loader(
     dataset: Union[torchdata.Dataset, torchdata.IterableDataset],
     sampler: Optional[torchdata.Sampler],
-    total_batch_size: int,
+    total_batch_size: Optional[int],
     *,
     aspect_ratio_grouping: bool = False,
     num_workers: int = 0,
     collate_fn: Optional[Callable[[List[Any]], Any]] = None,
     drop_last: bool = True,
+    single_gpu_batch_size: Optional[int] = None,
     prefetch_factor: Optional[int] = None,
     persistent_workers: bool = False,
     pin_memory: bool = False,
@@ -230,6 +244,8 @@ def build_batch_data_loader(
         sampler: yields indices, normally infinite and sharded by rank.
         total_batch_size: the batch size over all ranks; must be divisible by the
             world size.
+        single_gpu_batch_size: the batch size per rank instead (then
+            total_batch_size must be 0 or None).
         aspect_ratio_grouping: batch landscape and portrait images separately.
         num_workers: DataLoader worker processes.
         collate_fn: applied to each batch (a list); default keeps the list.
@@ -240,12 +256,7 @@ def build_batch_data_loader(
     Returns:
         an iterable of batches (by default, lists of mapped dataset elements).
     """
-    world_size = get_world_size()
-    if total_batch_size <= 0 or total_batch_size % world_size != 0:
-        raise ValueError(
-            f"Total batch size ({total_batch_size}) must be divisible by the number of gpus ({world_size})."
-        )
-    batch_size = total_batch_size // world_size
+    batch_size = _per_rank_batch_size(total_batch_size, single_gpu_batch_size)
 
     if isinstance(dataset, torchdata.IterableDataset):
         if sampler is not None:
@@ -337,6 +348,24 @@ def _train_sampler_from_config(cfg, dataset) -> Optional[torchdata.Sampler]:
     raise ValueError(f"Unknown training sampler: {sampler_name}")
 
 
+def _mapped_dataset_and_sampler(dataset, mapper, sampler, default_sampler: Callable[[int], torchdata.Sampler]):
+    """The dataset as a torch Dataset mapped by ``mapper``, and its sampler (``default_sampler``
+    by default; None for an IterableDataset, which samples itself)."""
+    if isinstance(dataset, list):
+        dataset = DatasetFromList(dataset, copy=False)
+    if mapper is not None:
+        dataset = MapDataset(dataset, mapper)
+    if isinstance(dataset, torchdata.IterableDataset):
+        if sampler is not None:
+            raise ValueError("sampler must be None if dataset is IterableDataset")
+        return dataset, None
+    if sampler is None:
+        sampler = default_sampler(len(dataset))
+    if not isinstance(sampler, torchdata.Sampler):
+        raise TypeError(f"Expect a Sampler but got {type(sampler)}")
+    return dataset, sampler
+
+
 @configurable(from_config=_train_loader_from_config)
 def build_detection_train_loader(
     dataset: Union[List[Dict], torchdata.Dataset],
@@ -368,18 +397,7 @@ def build_detection_train_loader(
     Returns:
         an iterable of lists of ``total_batch_size / world_size`` mapped elements.
     """
-    if isinstance(dataset, list):
-        dataset = DatasetFromList(dataset, copy=False)
-    if mapper is not None:
-        dataset = MapDataset(dataset, mapper)
-    if isinstance(dataset, torchdata.IterableDataset):
-        if sampler is not None:
-            raise ValueError("sampler must be None if dataset is IterableDataset")
-    else:
-        if sampler is None:
-            sampler = TrainingSampler(len(dataset))
-        if not isinstance(sampler, torchdata.Sampler):
-            raise TypeError(f"Expect a Sampler but got {type(sampler)}")
+    dataset, sampler = _mapped_dataset_and_sampler(dataset, mapper, sampler, TrainingSampler)
     return build_batch_data_loader(
         dataset,
         sampler,
@@ -429,15 +447,7 @@ def build_detection_test_loader(
     Returns:
         a DataLoader yielding lists of mapped elements.
     """
-    if isinstance(dataset, list):
-        dataset = DatasetFromList(dataset, copy=False)
-    if mapper is not None:
-        dataset = MapDataset(dataset, mapper)
-    if isinstance(dataset, torchdata.IterableDataset):
-        if sampler is not None:
-            raise ValueError("sampler must be None if dataset is IterableDataset")
-    elif sampler is None:
-        sampler = InferenceSampler(len(dataset))
+    dataset, sampler = _mapped_dataset_and_sampler(dataset, mapper, sampler, InferenceSampler)
     return torchdata.DataLoader(
         dataset,
         batch_size=batch_size,
