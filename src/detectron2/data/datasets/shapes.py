@@ -50,7 +50,7 @@ SHAPES_KEYPOINT_OKS_SIGMAS = [0.05, 0.05, 0.05, 0.05]
 _THING_COLORS = [[220, 20, 60], [0, 0, 142], [0, 150, 60]]
 
 _CIRCLE_VERTICES = 32  # a multiple of 8, so that all circle keypoints are vertices
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
 
 
 def _shape_polygon(kind: int, cx: float, cy: float, size: float) -> Tuple[np.ndarray, np.ndarray]:
@@ -71,16 +71,29 @@ def _shape_polygon(kind: int, cx: float, cy: float, size: float) -> Tuple[np.nda
 
 
 def _distinct_color(rng: np.random.Generator, background: np.ndarray) -> np.ndarray:
-    """A colour far enough from the background to be seen (best of a few draws)."""
+    """A colour far enough from every background colour to be seen (best of a few draws)."""
     best, best_dist = None, -1.0
     for _ in range(8):
         color = rng.integers(0, 256, size=3)
-        dist = float(np.abs(color - background).sum())
+        dist = float(np.abs(color[None, :] - background).sum(axis=1).min())
         if dist > best_dist:
             best, best_dist = color, dist
         if dist >= 200:
             break
     return best
+
+
+def _gradient_background(rng: np.random.Generator, height: int, width: int) -> Tuple[np.ndarray, np.ndarray]:
+    """A linear gradient between two nearby random colours in a random direction (some
+    variety that, unlike pixel noise, PNG compresses well). Returns (image, end colours)."""
+    c0 = rng.integers(0, 256, size=3)
+    c1 = np.clip(c0 + rng.integers(-60, 61, size=3), 0, 255)
+    angle = rng.uniform(0, 2 * math.pi)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    t = xs * math.cos(angle) + ys * math.sin(angle)
+    t = (t - t.min()) / max(float(t.max() - t.min()), 1.0)
+    image = c0.astype(np.float32) + t[..., None] * (c1 - c0).astype(np.float32)
+    return np.round(image).astype(np.uint8), np.stack([c0, c1])
 
 
 def _place_shapes(
@@ -113,9 +126,7 @@ def _render_image(
 ) -> Tuple[np.ndarray, List[Tuple[int, np.ndarray, np.ndarray]]]:
     import cv2
 
-    background = rng.integers(0, 256, size=3)
-    image = np.empty((height, width, 3), dtype=np.uint8)
-    image[:] = background
+    image, background = _gradient_background(rng, height, width)
     instances = []
     for kind, cx, cy, size in shapes:
         poly, kps = _shape_polygon(kind, cx, cy, size)
@@ -125,7 +136,7 @@ def _render_image(
         cv2.fillPoly(image, [pts], color=[int(c) for c in color], lineType=cv2.LINE_AA, shift=4)
         instances.append((kind, poly, kps))
     if noise > 0:
-        jitter = rng.normal(0.0, noise, size=image.shape)
+        jitter = rng.standard_normal(size=image.shape, dtype=np.float32) * noise
         image = np.clip(image + jitter, 0, 255).astype(np.uint8)
     return image, instances
 
@@ -188,7 +199,7 @@ def generate_shapes_dataset(
     max_shapes: int = 4,
     min_shape_size: Optional[float] = None,
     max_shape_size: Optional[float] = None,
-    noise: float = 6.0,
+    noise: float = 0.0,
     json_name: str = "annotations.json",
     image_dirname: str = "images",
     overwrite: bool = False,
@@ -203,7 +214,8 @@ def generate_shapes_dataset(
         max_shapes: 1..max_shapes shapes per image (fewer if they do not fit).
         min_shape_size, max_shape_size: range of the shapes' box side in pixels
             (default: 1/8 and 1/3 of the shorter image side, at least 8 px).
-        noise: std of the gaussian pixel noise (0: flat colours).
+        noise: std of gaussian pixel noise added to the image (0: none; noise makes
+            the PNGs several times slower to write and larger).
         overwrite: regenerate even when root already holds a dataset generated with
             the same parameters (otherwise it is reused as is).
 
