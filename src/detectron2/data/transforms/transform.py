@@ -214,6 +214,8 @@ class RotationTransform(Transform):
         return rm
 
     def inverse(self) -> Transform:
+        """The reverse rotation. With expand, it ends with an integer crop of the
+        re-expanded canvas, so it can be off by up to half a pixel."""
         if not self.expand:
             # Same canvas, same centre, opposite angle (content rotated off-canvas is lost).
             return RotationTransform(self.h, self.w, -self.angle, False, self.center, self.interp)
