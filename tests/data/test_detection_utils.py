@@ -290,3 +290,12 @@ def test_build_augmentation_from_cfg():
     assert len(train) == 1 and train[0].is_range
     cfg.INPUT.RANDOM_FLIP = "vertical"
     assert utils.build_augmentation(cfg, True)[1].vertical
+
+
+def test_get_bbox_modes():
+    np.testing.assert_allclose(utils.get_bbox({"bbox": [1, 2, 3, 4], "bbox_mode": BoxMode.XYWH_ABS}), [1, 2, 4, 6])
+    np.testing.assert_allclose(utils.get_bbox({"bbox": (1, 2, 3, 4), "bbox_mode": BoxMode.XYXY_ABS}), [1, 2, 3, 4])
+    rot = utils.get_bbox({"bbox": [5, 5, 4, 2, 0], "bbox_mode": BoxMode.XYWHA_ABS})
+    np.testing.assert_allclose(rot, [3, 4, 7, 6])
+    with pytest.raises(ValueError, match="4 numbers"):
+        utils.get_bbox({"bbox": [1, 2, 3], "bbox_mode": BoxMode.XYXY_ABS})

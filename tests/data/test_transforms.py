@@ -197,3 +197,22 @@ def test_crop_and_pad_boxes():
     img = _img(20, 20)
     assert t.apply_image(img).shape == (15, 15, 3)
     np.testing.assert_allclose(t.apply_box(np.array([[5, 5, 8, 9.0]])), [[3, 2, 6, 6]])
+
+
+@pytest.mark.parametrize("size", [(8, 12), (96, 128), (5, 3), (48, 64)])
+def test_resize_uint8_matches_pil_in_every_path(size):
+    # OpenCV serves nearest and bilinear upsampling; both must agree with PIL.
+    rng = np.random.RandomState(2)
+    img = rng.randint(0, 256, (48, 64, 3)).astype(np.uint8)
+    nh, nw = size
+    t = T.ResizeTransform(48, 64, nh, nw)
+    pil = Image.fromarray(img)
+    nearest = np.asarray(pil.resize((nw, nh), Image.NEAREST))
+    np.testing.assert_array_equal(t.apply_image(img, interp=Image.NEAREST), nearest)
+    seg = rng.randint(0, 5, (48, 64)).astype(np.uint8)
+    np.testing.assert_array_equal(t.apply_segmentation(seg), np.asarray(Image.fromarray(seg).resize((nw, nh), Image.NEAREST)))
+    bilinear = np.asarray(pil.resize((nw, nh), Image.BILINEAR)).astype(int)
+    assert np.abs(t.apply_image(img).astype(int) - bilinear).max() <= 1
+    # A reversed-channel view (BGR from RGB) gives the same as its contiguous copy.
+    view = img[:, :, ::-1]
+    np.testing.assert_array_equal(t.apply_image(view), t.apply_image(np.ascontiguousarray(view)))

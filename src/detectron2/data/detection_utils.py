@@ -156,8 +156,17 @@ def transform_proposals(
 
 
 def get_bbox(annotation: Dict[str, Any]) -> np.ndarray:
-    """The annotation's box as XYXY_ABS."""
-    return BoxMode.convert(annotation["bbox"], annotation["bbox_mode"], BoxMode.XYXY_ABS)
+    """The annotation's box as a float64 XYXY_ABS array of 4."""
+    mode = annotation["bbox_mode"]
+    # The two common modes in numpy: BoxMode.convert goes through torch, slow per box.
+    if mode in (BoxMode.XYXY_ABS, BoxMode.XYWH_ABS):
+        box = np.array(annotation["bbox"], dtype=np.float64).reshape(-1)
+        if box.shape != (4,):
+            raise ValueError(f"annotation['bbox'] must have 4 numbers in mode {BoxMode(mode).name}, got {box.shape[0]}")
+        if mode == BoxMode.XYWH_ABS:
+            box[2:] += box[:2]
+        return box
+    return np.asarray(BoxMode.convert(annotation["bbox"], mode, BoxMode.XYXY_ABS), dtype=np.float64)
 
 
 def _as_transform_list(transforms) -> T.TransformList:

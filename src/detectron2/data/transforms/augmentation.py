@@ -46,6 +46,7 @@ def _get_aug_input_args(aug: "Augmentation", aug_input: Any) -> List[Any]:
                         "augmentation to say which inputs it needs"
                     )
                 names.append(p.name)
+        aug.input_args = tuple(names)  # inspect once per augmentation, not per call
     args = []
     for name in names:
         if not hasattr(aug_input, name):

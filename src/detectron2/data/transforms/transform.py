@@ -101,7 +101,8 @@ class ExtentTransform(Transform):
 class ResizeTransform(Transform):
     """Resizes an image of size (h, w) to (new_h, new_w).
 
-    uint8 images go through PIL with `interp` (default bilinear); float images go through
+    uint8 images are resized like PIL with `interp` (default bilinear; OpenCV does the
+    cases where it matches PIL, see _resize_uint8_cv2); float images go through
     ``torch.nn.functional.interpolate`` with the matching mode. Segmentations always use
     nearest-neighbour sampling.
     """
@@ -124,8 +125,30 @@ class ResizeTransform(Transform):
                     "ResizeTransform: a uint8 img must be HxW or HxWxC with C in (1, 3, 4), "
                     f"got shape {img.shape}"
                 )
+            fast = self._resize_uint8_cv2(img, method)
+            if fast is not None:
+                return fast
             return _pil_apply(img, lambda pil: pil.resize((self.new_w, self.new_h), method))
         return self._resize_float(img, method)
+
+    def _resize_uint8_cv2(self, img: np.ndarray, method) -> Optional[np.ndarray]:
+        """OpenCV's resize where it reproduces PIL's (several times faster): nearest
+        (bit-exact), and bilinear upsampling (within 1 grey level; PIL antialiases when
+        downsampling, OpenCV does not, so that stays with PIL). None where it does not."""
+        upsampling = self.new_h >= self.h and self.new_w >= self.w
+        if method == Image.NEAREST:
+            name = "INTER_NEAREST_EXACT"
+        elif method == Image.BILINEAR and upsampling:
+            name = "INTER_LINEAR"
+        else:
+            return None
+        try:
+            import cv2
+        except ImportError:
+            return None
+        # cv2 copies strided views (e.g. BGR from RGB) slowly; numpy does it faster.
+        out = cv2.resize(np.ascontiguousarray(img), (self.new_w, self.new_h), interpolation=getattr(cv2, name))
+        return out.reshape(out.shape[:2] + img.shape[2:])  # cv2 drops a trailing 1-channel axis
 
     def _resize_float(self, img: np.ndarray, method) -> np.ndarray:
         if method not in _PIL_TO_TORCH_MODE:
