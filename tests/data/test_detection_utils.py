@@ -299,3 +299,13 @@ def test_get_bbox_modes():
     np.testing.assert_allclose(rot, [3, 4, 7, 6])
     with pytest.raises(ValueError, match="4 numbers"):
         utils.get_bbox({"bbox": [1, 2, 3], "bbox_mode": BoxMode.XYXY_ABS})
+
+
+def test_bgr_is_contiguous_and_exact(tmp_path):
+    rgb = np.random.RandomState(0).randint(0, 256, (9, 11, 3)).astype(np.uint8)
+    path = str(tmp_path / "noise.png")
+    Image.fromarray(rgb).save(path)
+    bgr = utils.read_image(path, "BGR")
+    assert bgr.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(bgr, rgb[:, :, ::-1])
+    np.testing.assert_array_equal(utils.convert_PIL_to_numpy(Image.fromarray(rgb), "BGR"), rgb[:, :, ::-1])
