@@ -1,0 +1,220 @@
+"""LVIS box / mask AP (needs the ``lvis`` package) and proposal recall on LVIS."""
+import contextlib
+import copy
+import functools
+import itertools
+import json
+import logging
+import os
+import pickle
+from collections import OrderedDict
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+import detectron2.utils.comm as comm
+from detectron2.checkpoint.safe_load import atomic_write
+from detectron2.utils.file_io import PathManager
+from detectron2.utils.logger import create_small_table
+
+from ._optional import metadata_of, require
+from .coco_evaluation import _proposal_data, _proposal_metrics, _proposal_recall, instances_to_coco_json
+from .evaluator import DatasetEvaluator
+
+__all__ = ["LVISEvaluator"]
+
+_PIP_NAME = "lvis"
+
+
+class LVISEvaluator(DatasetEvaluator):
+    """AP (with the rare/common/frequent split APr/APc/APf) of boxes and masks on an LVIS
+    dataset (metadata ``json_file`` in LVIS format), and AR of box proposals."""
+
+    def __init__(
+        self,
+        dataset_name: str,
+        tasks: Optional[Sequence[str]] = None,
+        distributed: bool = True,
+        output_dir: Optional[str] = None,
+        *,
+        max_dets_per_image: Optional[int] = None,
+    ):
+        """
+        Args:
+            dataset_name: a registered dataset whose metadata has ``json_file``.
+            tasks: "bbox" and/or "segm"; None infers them from the predictions.
+            distributed: gather the predictions of all ranks and evaluate on rank 0.
+            output_dir: where predictions and ``lvis_instances_results.json`` are written.
+            max_dets_per_image: detections kept per image (LVIS's official value, 300,
+                when None).
+        """
+        lvis = require("lvis", "LVISEvaluator", _PIP_NAME)
+        self._logger = logging.getLogger(__name__)
+        if tasks is not None and not isinstance(tasks, (list, tuple, set)):
+            self._logger.warning("LVISEvaluator: tasks should be a list of task names; inferring them.")
+            tasks = None
+        self._tasks = None if tasks is None else tuple(tasks)
+        self._distributed = distributed
+        self._output_dir = output_dir
+        self._max_dets_per_image = max_dets_per_image
+        self._cpu_device = torch.device("cpu")
+        self._metadata = metadata_of(dataset_name)
+        json_file = PathManager.get_local_path(self._metadata.json_file)
+        self._lvis_api = lvis.LVIS(json_file)
+        # Test sets come without annotations: then predictions are only written out.
+        self._do_evaluation = len(self._lvis_api.get_ann_ids()) > 0
+
+    def reset(self) -> None:
+        self._predictions: List[Dict[str, Any]] = []
+
+    def process(self, inputs: List[Dict[str, Any]], outputs: List[Dict[str, Any]]) -> None:
+        for inp, out in zip(inputs, outputs):
+            prediction: Dict[str, Any] = {"image_id": inp["image_id"]}
+            if "instances" in out:
+                instances = out["instances"].to(self._cpu_device)
+                prediction["instances"] = instances_to_coco_json(instances, inp["image_id"])
+            if "proposals" in out:
+                prediction["proposals"] = out["proposals"].to(self._cpu_device)
+            self._predictions.append(prediction)
+
+    def evaluate(self) -> Optional[Dict[str, Any]]:
+        if self._distributed:
+            comm.synchronize()
+            predictions = list(itertools.chain(*comm.gather(self._predictions, dst=0)))
+            if not comm.is_main_process():
+                return None
+        else:
+            predictions = self._predictions
+        if len(predictions) == 0:
+            self._logger.warning("[LVISEvaluator] Did not receive valid predictions.")
+            return {}
+        if self._output_dir:
+            PathManager.mkdirs(self._output_dir)
+            path = os.path.join(self._output_dir, "instances_predictions.pth")
+            atomic_write(path, lambda f: torch.save(predictions, f), PathManager)
+
+        self._results: Dict[str, Any] = OrderedDict()
+        if "proposals" in predictions[0]:
+            self._eval_box_proposals(predictions)
+        if "instances" in predictions[0]:
+            self._eval_predictions(predictions)
+        return copy.deepcopy(self._results)
+
+    def _tasks_from_predictions(self, predictions: List[Dict[str, Any]]) -> Tuple[str, ...]:
+        for pred in predictions:
+            if "segmentation" in pred:
+                return ("bbox", "segm")
+        return ("bbox",)
+
+    def _eval_predictions(self, predictions: List[Dict[str, Any]]) -> None:
+        self._logger.info("Preparing results in the LVIS format ...")
+        lvis_results = [dict(r) for r in itertools.chain(*[x["instances"] for x in predictions])]
+        tasks = self._tasks or self._tasks_from_predictions(lvis_results)
+        if hasattr(self._metadata, "thing_dataset_id_to_contiguous_id"):
+            # LVIS evaluation of a dataset with its own category ids (e.g. COCO's)
+            reverse = {v: k for k, v in self._metadata.thing_dataset_id_to_contiguous_id.items()}
+            for result in lvis_results:
+                result["category_id"] = reverse[result["category_id"]]
+        else:
+            for result in lvis_results:
+                result["category_id"] += 1  # LVIS category ids are the 0-based classes + 1
+
+        if self._output_dir:
+            path = os.path.join(self._output_dir, "lvis_instances_results.json")
+            self._logger.info("Saving results to %s", path)
+            data = json.dumps(lvis_results).encode("utf-8")
+            atomic_write(path, lambda f: f.write(data), PathManager)
+        if not self._do_evaluation:
+            self._logger.info("Annotations are not available for evaluation.")
+            return
+
+        self._logger.info("Evaluating predictions ...")
+        for task in sorted(tasks):
+            self._results[task] = _evaluate_predictions_on_lvis(
+                self._lvis_api,
+                lvis_results,
+                task,
+                max_dets_per_image=self._max_dets_per_image,
+                class_names=self._metadata.get("thing_classes"),
+            )
+
+    def _eval_box_proposals(self, predictions: List[Dict[str, Any]]) -> None:
+        if self._output_dir:
+            proposal_data = _proposal_data(predictions)
+            PathManager.mkdirs(self._output_dir)
+            path = os.path.join(self._output_dir, "box_proposals.pkl")
+            atomic_write(path, lambda f: pickle.dump(proposal_data, f), PathManager)
+        if not self._do_evaluation:
+            self._logger.info("Annotations are not available for evaluation.")
+            return
+        self._logger.info("Evaluating bbox proposals ...")
+        res = _proposal_metrics(functools.partial(_evaluate_box_proposals, predictions, self._lvis_api))
+        self._logger.info("Proposal metrics: \n" + create_small_table(res))
+        self._results["box_proposals"] = res
+
+
+def _evaluate_box_proposals(
+    dataset_predictions: List[Dict[str, Any]],
+    lvis_api: Any,
+    thresholds: Optional[torch.Tensor] = None,
+    area: str = "all",
+    limit: Optional[int] = None,
+) -> Dict[str, Any]:
+    """Proposal recall as in the COCO evaluator; LVIS has no crowd annotations."""
+
+    def ground_truth(image_id: int) -> List[Dict[str, Any]]:
+        return lvis_api.load_anns(lvis_api.get_ann_ids(img_ids=[image_id]))
+
+    return _proposal_recall(dataset_predictions, ground_truth, thresholds, area, limit)
+
+
+@contextlib.contextmanager
+def _numpy_float_alias() -> Iterator[None]:
+    """lvis 0.5.3 (its latest release) uses ``np.float``, which numpy 1.24 removed; give
+    it the builtin it aliased while LVISEval runs."""
+    if "float" in np.__dict__:
+        yield
+        return
+    np.float = float  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        del np.float
+
+
+def _evaluate_predictions_on_lvis(
+    lvis_gt: Any,
+    lvis_results: List[Dict[str, Any]],
+    iou_type: str,
+    max_dets_per_image: Optional[int] = None,
+    class_names: Optional[List[str]] = None,
+) -> Dict[str, float]:
+    """LVISEval's AP, AP50, AP75, APs/m/l and APr/c/f, in percent."""
+    metrics = {
+        "bbox": ["AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf"],
+        "segm": ["AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf"],
+    }[iou_type]
+    logger = logging.getLogger(__name__)
+    if len(lvis_results) == 0:
+        logger.warning("No predictions from the model!")
+        return {metric: float("nan") for metric in metrics}
+    if iou_type == "segm":
+        # Without the box, the mask area decides small/medium/large (as for COCO).
+        lvis_results = copy.deepcopy(lvis_results)
+        for c in lvis_results:
+            c.pop("bbox", None)
+    if max_dets_per_image is None:
+        max_dets_per_image = 300  # LVIS's official limit
+
+    lvis = require("lvis", "LVISEvaluator", _PIP_NAME)
+    logger.info("Evaluating with max detections per image = %d", max_dets_per_image)
+    results_api = lvis.LVISResults(lvis_gt, lvis_results, max_dets=max_dets_per_image)
+    lvis_eval = lvis.LVISEval(lvis_gt, results_api, iou_type)
+    with _numpy_float_alias():
+        lvis_eval.run()
+    lvis_eval.print_results()
+    all_results = lvis_eval.get_results()
+    results = {metric: float(all_results[metric] * 100) for metric in metrics}
+    logger.info("Evaluation results for {}: \n".format(iou_type) + create_small_table(results))
+    return results
