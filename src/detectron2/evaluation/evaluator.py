@@ -93,7 +93,10 @@ class _Timing:
                 f"Inference: {compute:.4f} s/iter. Eval: {ev:.4f} s/iter. "
                 f"Total: {total:.4f} s/iter. ETA={eta}"
             )
-            log_every_n_seconds(logging.INFO, msg, n=5, name=__name__)
+            if idx == self.total - 1:  # the final line is never rate-limited away
+                logging.getLogger(__name__).info(msg)
+            else:
+                log_every_n_seconds(logging.INFO, msg, n=5, name=__name__)
 
 
 def inference_on_dataset(
