@@ -148,7 +148,9 @@ def _pycocotools_stats(json_file, results_file, iou_type, max_dets=None):
 def test_fast_path_equals_pycocotools(coco_dataset, generated, tmp_path):
     name, predictions = coco_dataset
     fast_dir, slow_dir = tmp_path / "fast", tmp_path / "slow"
-    fast = _run(COCOEvaluator(name, output_dir=str(fast_dir), kpt_oks_sigmas=SIGMAS), predictions)
+    fast_evaluator = COCOEvaluator(name, output_dir=str(fast_dir), kpt_oks_sigmas=SIGMAS)
+    assert fast_evaluator._use_fast_impl  # the C++ core is built in this tree
+    fast = _run(fast_evaluator, predictions)
     slow = _run(COCOEvaluator(name, output_dir=str(slow_dir), kpt_oks_sigmas=SIGMAS, use_fast_impl=False), predictions)
     assert set(fast) == {"bbox", "segm", "keypoints"}
     assert set(fast["bbox"]) == {"AP", "AP50", "AP75", "APs", "APm", "APl"} | {f"AP-{n}" for n in CLASS_NAMES}
