@@ -5,6 +5,7 @@ The official scripts read prediction files from a directory: ``process`` writes 
 and ``evaluate`` runs the scripts on rank 0.
 """
 import glob
+import importlib
 import logging
 import os
 import tempfile
@@ -57,12 +58,20 @@ class CityscapesEvaluator(DatasetEvaluator):
             raise FileNotFoundError(f"Cannot find any ground truth images to use for evaluation in {gt_dir}/*/{pattern}")
         return files
 
-    def _configure(self, cityscapes_eval: Any) -> None:
-        """The scripts keep their options in a module-level ``args``."""
+    def _script(self, name: str) -> Optional[Any]:
+        """After all ranks wrote their files: the evaluation script module ``name`` with
+        its options set, on rank 0; None on the other ranks."""
+        comm.synchronize()
+        if comm.get_rank() > 0:
+            return None
+        cityscapes_eval = importlib.import_module("cityscapesscripts.evaluation." + name)
+        self._logger.info("Evaluating results under %s ...", self._temp_dir)
+        # The scripts keep their options in a module-level ``args``.
         cityscapes_eval.args.predictionPath = os.path.abspath(self._temp_dir)
         cityscapes_eval.args.predictionWalk = None
         cityscapes_eval.args.JSONOutput = False
         cityscapes_eval.args.colorized = False
+        return cityscapes_eval
 
 
 class CityscapesInstanceEvaluator(CityscapesEvaluator):
@@ -89,13 +98,9 @@ class CityscapesInstanceEvaluator(CityscapesEvaluator):
                     fout.write("{} {} {}\n".format(os.path.basename(png_filename), class_id, score))
 
     def evaluate(self) -> Optional[Dict[str, Any]]:
-        comm.synchronize()
-        if comm.get_rank() > 0:
+        cityscapes_eval = self._script("evalInstanceLevelSemanticLabeling")
+        if cityscapes_eval is None:
             return None
-        import cityscapesscripts.evaluation.evalInstanceLevelSemanticLabeling as cityscapes_eval
-
-        self._logger.info("Evaluating results under %s ...", self._temp_dir)
-        self._configure(cityscapes_eval)
         cityscapes_eval.args.gtInstancesFile = os.path.join(self._temp_dir, "gtInstances.json")
         gt_files = self._ground_truth_files("*_gtFine_instanceIds.png")
         predictions = [cityscapes_eval.getPrediction(gt, cityscapes_eval.args) for gt in gt_files]
@@ -122,13 +127,9 @@ class CityscapesSemSegEvaluator(CityscapesEvaluator):
             Image.fromarray(pred).save(pred_filename)
 
     def evaluate(self) -> Optional[Dict[str, Any]]:
-        comm.synchronize()
-        if comm.get_rank() > 0:
+        cityscapes_eval = self._script("evalPixelLevelSemanticLabeling")
+        if cityscapes_eval is None:
             return None
-        import cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling as cityscapes_eval
-
-        self._logger.info("Evaluating results under %s ...", self._temp_dir)
-        self._configure(cityscapes_eval)
         gt_files = self._ground_truth_files("*_gtFine_labelIds.png")
         predictions = [cityscapes_eval.getPrediction(cityscapes_eval.args, gt) for gt in gt_files]
         results = cityscapes_eval.evaluateImgLists(predictions, gt_files, cityscapes_eval.args)

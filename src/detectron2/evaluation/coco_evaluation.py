@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import pickle
+from abc import ABCMeta, abstractmethod
 from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type
 
@@ -43,7 +44,96 @@ def _fast_impl_available() -> bool:
     return hasattr(C, "COCOevalEvaluateImages") and hasattr(C, "COCOevalAccumulate")
 
 
-class COCOEvaluator(DatasetEvaluator):
+class _InstancesEvaluator(DatasetEvaluator, metaclass=ABCMeta):
+    """What the COCO and LVIS evaluators share: keeping per-image predictions (instances as
+    COCO json, proposals), gathering them on rank 0, saving them, and proposal recall.
+
+    Subclasses set ``_logger``, ``_distributed``, ``_output_dir``, ``_cpu_device`` and
+    ``_do_evaluation``, and implement ``_eval_predictions`` and ``_proposal_recall``.
+    """
+
+    def reset(self) -> None:
+        self._predictions: List[Dict[str, Any]] = []
+
+    def process(self, inputs: List[Dict[str, Any]], outputs: List[Dict[str, Any]]) -> None:
+        """Keep each image's instances (as COCO json dicts) and proposals on the CPU."""
+        for inp, out in zip(inputs, outputs):
+            prediction: Dict[str, Any] = {"image_id": inp["image_id"]}
+            if "instances" in out:
+                instances = out["instances"].to(self._cpu_device)
+                prediction["instances"] = self._instances_to_json(instances, inp["image_id"])
+            if "proposals" in out:
+                prediction["proposals"] = out["proposals"].to(self._cpu_device)
+            if len(prediction) > 1:
+                self._predictions.append(prediction)
+
+    def _instances_to_json(self, instances: Instances, img_id: int) -> List[Dict[str, Any]]:
+        return instances_to_coco_json(instances, img_id)
+
+    def _evaluate(self, **kwargs: Any) -> Dict[str, Any]:
+        """Metrics over all ranks' predictions (on rank 0; other ranks get {})."""
+        predictions = self._gather_predictions()
+        if predictions is None:
+            return {}
+        if len(predictions) == 0:
+            self._logger.warning("[%s] Did not receive valid predictions.", type(self).__name__)
+            return {}
+        if self._output_dir:
+            PathManager.mkdirs(self._output_dir)
+            path = os.path.join(self._output_dir, "instances_predictions.pth")
+            atomic_write(path, lambda f: torch.save(predictions, f), PathManager)
+
+        self._results: Dict[str, Any] = OrderedDict()
+        if "proposals" in predictions[0]:
+            self._eval_box_proposals(predictions)
+        if "instances" in predictions[0]:
+            self._eval_predictions(predictions, **kwargs)
+        return copy.deepcopy(self._results)
+
+    def _gather_predictions(self) -> Optional[List[Dict[str, Any]]]:
+        """All ranks' predictions on the main process, None elsewhere."""
+        if not self._distributed:
+            return self._predictions
+        comm.synchronize()
+        gathered = comm.gather(self._predictions, dst=0)
+        if not comm.is_main_process():
+            return None
+        return list(itertools.chain(*gathered))
+
+    @abstractmethod
+    def _eval_predictions(self, predictions: List[Dict[str, Any]], **kwargs: Any) -> None:
+        """Metrics of the predicted instances, into ``self._results``."""
+
+    @abstractmethod
+    def _proposal_recall(self, predictions: List[Dict[str, Any]]) -> Callable[..., Dict[str, Any]]:
+        """``fn(area=, limit=)`` computing the recall stats of ``predictions``."""
+
+    def _write_results_json(self, coco_results: List[Dict[str, Any]], filename: str) -> None:
+        if not self._output_dir:
+            return
+        PathManager.mkdirs(self._output_dir)
+        path = os.path.join(self._output_dir, filename)
+        self._logger.info("Saving results to %s", path)
+        data = json.dumps(coco_results).encode("utf-8")
+        atomic_write(path, lambda f: f.write(data), PathManager)
+
+    def _eval_box_proposals(self, predictions: List[Dict[str, Any]]) -> None:
+        """Average recall of the proposals at 100 and 1000 per image, over COCO's areas."""
+        if self._output_dir:
+            proposal_data = _proposal_data(predictions)
+            PathManager.mkdirs(self._output_dir)
+            path = os.path.join(self._output_dir, "box_proposals.pkl")
+            atomic_write(path, lambda f: pickle.dump(proposal_data, f), PathManager)
+        if not self._do_evaluation:
+            self._logger.info("Annotations are not available for evaluation.")
+            return
+        self._logger.info("Evaluating bbox proposals ...")
+        res = _proposal_metrics(self._proposal_recall(predictions))
+        self._logger.info("Proposal metrics: \n" + create_small_table(res))
+        self._results["box_proposals"] = res
+
+
+class COCOEvaluator(_InstancesEvaluator):
     """AP of instance detection / segmentation / keypoints and AR of box proposals, with
     COCO's metrics. The dataset's metadata provides ``json_file`` (COCO format); datasets
     registered otherwise are converted to one in ``output_dir`` first.
@@ -99,54 +189,16 @@ class COCOEvaluator(DatasetEvaluator):
         if self._do_evaluation:
             self._kpt_oks_sigmas = kpt_oks_sigmas
 
-    def reset(self) -> None:
-        self._predictions: List[Dict[str, Any]] = []
-
-    def process(self, inputs: List[Dict[str, Any]], outputs: List[Dict[str, Any]]) -> None:
-        """Keep each image's instances (as COCO json dicts) and proposals on the CPU."""
-        for inp, out in zip(inputs, outputs):
-            prediction: Dict[str, Any] = {"image_id": inp["image_id"]}
-            if "instances" in out:
-                instances = out["instances"].to(self._cpu_device)
-                prediction["instances"] = instances_to_coco_json(instances, inp["image_id"])
-            if "proposals" in out:
-                prediction["proposals"] = out["proposals"].to(self._cpu_device)
-            if len(prediction) > 1:
-                self._predictions.append(prediction)
-
-    def evaluate(self, img_ids: Optional[Sequence[int]] = None) -> Optional[Dict[str, Any]]:
+    def evaluate(self, img_ids: Optional[Sequence[int]] = None) -> Dict[str, Any]:
         """Metrics over all ranks' predictions (on rank 0; other ranks get {}).
 
         Args:
             img_ids: evaluate only these image ids (all images by default).
         """
-        predictions = self._gather_predictions()
-        if predictions is None:
-            return {}
-        if len(predictions) == 0:
-            self._logger.warning("[COCOEvaluator] Did not receive valid predictions.")
-            return {}
-        if self._output_dir:
-            PathManager.mkdirs(self._output_dir)
-            path = os.path.join(self._output_dir, "instances_predictions.pth")
-            atomic_write(path, lambda f: torch.save(predictions, f), PathManager)
+        return self._evaluate(img_ids=img_ids)
 
-        self._results: Dict[str, Any] = OrderedDict()
-        if "proposals" in predictions[0]:
-            self._eval_box_proposals(predictions)
-        if "instances" in predictions[0]:
-            self._eval_predictions(predictions, img_ids=img_ids)
-        return copy.deepcopy(self._results)
-
-    def _gather_predictions(self) -> Optional[List[Dict[str, Any]]]:
-        """All ranks' predictions on the main process, None elsewhere."""
-        if not self._distributed:
-            return self._predictions
-        comm.synchronize()
-        gathered = comm.gather(self._predictions, dst=0)
-        if not comm.is_main_process():
-            return None
-        return list(itertools.chain(*gathered))
+    def _proposal_recall(self, predictions: List[Dict[str, Any]]) -> Callable[..., Dict[str, Any]]:
+        return functools.partial(_evaluate_box_proposals, predictions, self._coco_api)
 
     def _tasks_from_predictions(self, predictions: List[Dict[str, Any]]) -> Tuple[str, ...]:
         tasks = {"bbox"}
@@ -178,15 +230,6 @@ class COCOEvaluator(DatasetEvaluator):
                     "classes and predicted class id should be in [0, num_classes)."
                 )
             result["category_id"] = reverse[category_id]
-
-    def _write_results_json(self, coco_results: List[Dict[str, Any]], filename: str) -> None:
-        if not self._output_dir:
-            return
-        PathManager.mkdirs(self._output_dir)
-        path = os.path.join(self._output_dir, filename)
-        self._logger.info("Saving results to %s", path)
-        data = json.dumps(coco_results).encode("utf-8")
-        atomic_write(path, lambda f: f.write(data), PathManager)
 
     def _eval_predictions(self, predictions: List[Dict[str, Any]], img_ids: Optional[Sequence[int]] = None) -> None:
         """COCO AP of every task on the predicted instances, into ``self._results``."""
@@ -220,21 +263,6 @@ class COCOEvaluator(DatasetEvaluator):
             self._results[task] = self._derive_coco_results(
                 coco_eval, task, class_names=self._metadata.get("thing_classes")
             )
-
-    def _eval_box_proposals(self, predictions: List[Dict[str, Any]]) -> None:
-        """Average recall of the proposals at 100 and 1000 per image, over COCO's areas."""
-        if self._output_dir:
-            proposal_data = _proposal_data(predictions)
-            PathManager.mkdirs(self._output_dir)
-            path = os.path.join(self._output_dir, "box_proposals.pkl")
-            atomic_write(path, lambda f: pickle.dump(proposal_data, f), PathManager)
-        if not self._do_evaluation:
-            self._logger.info("Annotations are not available for evaluation.")
-            return
-        self._logger.info("Evaluating bbox proposals ...")
-        res = _proposal_metrics(functools.partial(_evaluate_box_proposals, predictions, self._coco_api))
-        self._logger.info("Proposal metrics: \n" + create_small_table(res))
-        self._results["box_proposals"] = res
 
     def _derive_coco_results(
         self, coco_eval: Optional[COCOeval], iou_type: str, class_names: Optional[List[str]] = None

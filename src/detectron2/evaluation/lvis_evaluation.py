@@ -3,31 +3,24 @@ import contextlib
 import copy
 import functools
 import itertools
-import json
 import logging
-import os
-import pickle
-from collections import OrderedDict
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-import detectron2.utils.comm as comm
-from detectron2.checkpoint.safe_load import atomic_write
 from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import create_small_table
 
 from ._optional import metadata_of, require
-from .coco_evaluation import _proposal_data, _proposal_metrics, _proposal_recall, instances_to_coco_json
-from .evaluator import DatasetEvaluator
+from .coco_evaluation import _InstancesEvaluator, _proposal_recall
 
 __all__ = ["LVISEvaluator"]
 
 _PIP_NAME = "lvis"
 
 
-class LVISEvaluator(DatasetEvaluator):
+class LVISEvaluator(_InstancesEvaluator):
     """AP (with the rare/common/frequent split APr/APc/APf) of boxes and masks on an LVIS
     dataset (metadata ``json_file`` in LVIS format), and AR of box proposals."""
 
@@ -65,41 +58,12 @@ class LVISEvaluator(DatasetEvaluator):
         # Test sets come without annotations: then predictions are only written out.
         self._do_evaluation = len(self._lvis_api.get_ann_ids()) > 0
 
-    def reset(self) -> None:
-        self._predictions: List[Dict[str, Any]] = []
+    def evaluate(self) -> Dict[str, Any]:
+        """Metrics over all ranks' predictions (on rank 0; other ranks get {})."""
+        return self._evaluate()
 
-    def process(self, inputs: List[Dict[str, Any]], outputs: List[Dict[str, Any]]) -> None:
-        for inp, out in zip(inputs, outputs):
-            prediction: Dict[str, Any] = {"image_id": inp["image_id"]}
-            if "instances" in out:
-                instances = out["instances"].to(self._cpu_device)
-                prediction["instances"] = instances_to_coco_json(instances, inp["image_id"])
-            if "proposals" in out:
-                prediction["proposals"] = out["proposals"].to(self._cpu_device)
-            self._predictions.append(prediction)
-
-    def evaluate(self) -> Optional[Dict[str, Any]]:
-        if self._distributed:
-            comm.synchronize()
-            predictions = list(itertools.chain(*comm.gather(self._predictions, dst=0)))
-            if not comm.is_main_process():
-                return None
-        else:
-            predictions = self._predictions
-        if len(predictions) == 0:
-            self._logger.warning("[LVISEvaluator] Did not receive valid predictions.")
-            return {}
-        if self._output_dir:
-            PathManager.mkdirs(self._output_dir)
-            path = os.path.join(self._output_dir, "instances_predictions.pth")
-            atomic_write(path, lambda f: torch.save(predictions, f), PathManager)
-
-        self._results: Dict[str, Any] = OrderedDict()
-        if "proposals" in predictions[0]:
-            self._eval_box_proposals(predictions)
-        if "instances" in predictions[0]:
-            self._eval_predictions(predictions)
-        return copy.deepcopy(self._results)
+    def _proposal_recall(self, predictions: List[Dict[str, Any]]) -> Callable[..., Dict[str, Any]]:
+        return functools.partial(_evaluate_box_proposals, predictions, self._lvis_api)
 
     def _tasks_from_predictions(self, predictions: List[Dict[str, Any]]) -> Tuple[str, ...]:
         for pred in predictions:
@@ -107,7 +71,7 @@ class LVISEvaluator(DatasetEvaluator):
                 return ("bbox", "segm")
         return ("bbox",)
 
-    def _eval_predictions(self, predictions: List[Dict[str, Any]]) -> None:
+    def _eval_predictions(self, predictions: List[Dict[str, Any]], **kwargs: Any) -> None:
         self._logger.info("Preparing results in the LVIS format ...")
         lvis_results = [dict(r) for r in itertools.chain(*[x["instances"] for x in predictions])]
         tasks = self._tasks or self._tasks_from_predictions(lvis_results)
@@ -120,11 +84,7 @@ class LVISEvaluator(DatasetEvaluator):
             for result in lvis_results:
                 result["category_id"] += 1  # LVIS category ids are the 0-based classes + 1
 
-        if self._output_dir:
-            path = os.path.join(self._output_dir, "lvis_instances_results.json")
-            self._logger.info("Saving results to %s", path)
-            data = json.dumps(lvis_results).encode("utf-8")
-            atomic_write(path, lambda f: f.write(data), PathManager)
+        self._write_results_json(lvis_results, "lvis_instances_results.json")
         if not self._do_evaluation:
             self._logger.info("Annotations are not available for evaluation.")
             return
@@ -138,20 +98,6 @@ class LVISEvaluator(DatasetEvaluator):
                 max_dets_per_image=self._max_dets_per_image,
                 class_names=self._metadata.get("thing_classes"),
             )
-
-    def _eval_box_proposals(self, predictions: List[Dict[str, Any]]) -> None:
-        if self._output_dir:
-            proposal_data = _proposal_data(predictions)
-            PathManager.mkdirs(self._output_dir)
-            path = os.path.join(self._output_dir, "box_proposals.pkl")
-            atomic_write(path, lambda f: pickle.dump(proposal_data, f), PathManager)
-        if not self._do_evaluation:
-            self._logger.info("Annotations are not available for evaluation.")
-            return
-        self._logger.info("Evaluating bbox proposals ...")
-        res = _proposal_metrics(functools.partial(_evaluate_box_proposals, predictions, self._lvis_api))
-        self._logger.info("Proposal metrics: \n" + create_small_table(res))
-        self._results["box_proposals"] = res
 
 
 def _evaluate_box_proposals(

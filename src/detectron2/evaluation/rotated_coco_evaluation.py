@@ -88,15 +88,8 @@ class RotatedCOCOEvaluator(COCOEvaluator):
     Boxes; ground-truth ``bbox`` entries of the json may have 4 or 5 numbers. Only the
     "bbox" task exists."""
 
-    def process(self, inputs: List[Dict[str, Any]], outputs: List[Dict[str, Any]]) -> None:
-        for inp, out in zip(inputs, outputs):
-            prediction: Dict[str, Any] = {"image_id": inp["image_id"]}
-            if "instances" in out:
-                instances = out["instances"].to(self._cpu_device)
-                prediction["instances"] = self.instances_to_json(instances, inp["image_id"])
-            if "proposals" in out:
-                prediction["proposals"] = out["proposals"].to(self._cpu_device)
-            self._predictions.append(prediction)
+    def _instances_to_json(self, instances: Instances, img_id: int) -> List[Dict[str, Any]]:
+        return self.instances_to_json(instances, img_id)
 
     def instances_to_json(self, instances: Instances, img_id: int) -> List[Dict[str, Any]]:
         if len(instances) == 0:
