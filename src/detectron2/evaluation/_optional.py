@@ -1,6 +1,7 @@
 """Imports of the third-party evaluation toolkits that detectron2 does not depend on."""
 import importlib
 import types
+from typing import Any
 
 
 def require(module: str, user: str, pip_name: str) -> types.ModuleType:
@@ -15,7 +16,7 @@ def require(module: str, user: str, pip_name: str) -> types.ModuleType:
         ) from e
 
 
-def metadata_of(dataset_name: str):
+def metadata_of(dataset_name: str) -> Any:
     """``MetadataCatalog.get(dataset_name)``; imported here, when an evaluator is built."""
     from detectron2.data import MetadataCatalog
 

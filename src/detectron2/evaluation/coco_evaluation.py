@@ -519,9 +519,7 @@ def _evaluate_predictions_on_coco(
     if iou_type == "segm":
         # With a bbox in the results cocoapi takes the box area as the instance area;
         # without it, the mask area decides small/medium/large, as for the ground truth.
-        coco_results = copy.deepcopy(coco_results)
-        for c in coco_results:
-            c.pop("bbox", None)
+        coco_results = [{k: v for k, v in c.items() if k != "bbox"} for c in coco_results]
 
     coco_dt = coco_gt.loadRes(coco_results)
     if max_dets_per_image is None:

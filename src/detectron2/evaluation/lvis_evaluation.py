@@ -1,6 +1,5 @@
 """LVIS box / mask AP (needs the ``lvis`` package) and proposal recall on LVIS."""
 import contextlib
-import copy
 import functools
 import itertools
 import logging
@@ -147,9 +146,7 @@ def _evaluate_predictions_on_lvis(
         return {metric: float("nan") for metric in metrics}
     if iou_type == "segm":
         # Without the box, the mask area decides small/medium/large (as for COCO).
-        lvis_results = copy.deepcopy(lvis_results)
-        for c in lvis_results:
-            c.pop("bbox", None)
+        lvis_results = [{k: v for k, v in c.items() if k != "bbox"} for c in lvis_results]
     if max_dets_per_image is None:
         max_dets_per_image = 300  # LVIS's official limit
 
