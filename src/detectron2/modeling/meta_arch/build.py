@@ -1,4 +1,4 @@
-"""The registry of meta-architectures (whole models) and build_model."""
+"""The meta-architecture registry and build_model."""
 import torch
 from torch import nn
 
@@ -9,14 +9,14 @@ __all__ = ["META_ARCH_REGISTRY", "build_model"]
 
 META_ARCH_REGISTRY = Registry("META_ARCH")
 META_ARCH_REGISTRY.__doc__ = """
-Registry for meta-architectures, i.e. whole models. A registered object is called as
-``obj(cfg)`` and returns an ``nn.Module``.
+Registry for meta-architectures: whole models, called as ``obj(cfg)``, that take a
+list of input dicts and return losses (training) or per-image outputs (inference).
 """
 
 
 def build_model(cfg) -> nn.Module:
-    """Build the model named by ``cfg.MODEL.META_ARCHITECTURE`` on ``cfg.MODEL.DEVICE``.
-    Weights are left as initialized: load a checkpoint with DetectionCheckpointer."""
+    """Build the model named by ``cfg.MODEL.META_ARCHITECTURE`` and move it to
+    ``cfg.MODEL.DEVICE``. Weights are initialized, not loaded: use DetectionCheckpointer."""
     meta_arch = cfg.MODEL.META_ARCHITECTURE
     model = META_ARCH_REGISTRY.get(meta_arch)(cfg)
     model.to(torch.device(cfg.MODEL.DEVICE))
