@@ -34,7 +34,7 @@ from common import describe_device, print_table, time_fn  # noqa: E402
 
 from detectron2.config import get_cfg  # noqa: E402
 from detectron2.layers import ShapeSpec  # noqa: E402
-from detectron2.modeling import FCOS, build_backbone, build_model  # noqa: E402
+from detectron2.modeling import FCOS, build_model  # noqa: E402
 from detectron2.modeling.backbone.fpn import FPN, LastLevelP6P7  # noqa: E402
 from detectron2.modeling.backbone.resnet import build_resnet_backbone  # noqa: E402
 from detectron2.modeling.meta_arch.fcos import FCOSHead  # noqa: E402

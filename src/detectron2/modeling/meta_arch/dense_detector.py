@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from detectron2.layers import move_device_like
+from detectron2.layers import batched_nms, move_device_like
 from detectron2.structures import Boxes, ImageList, Instances
 
 from ..backbone import Backbone
@@ -232,6 +232,18 @@ class DenseDetector(nn.Module, metaclass=ABCMeta):
             for scores_l, deltas_l, anchors_l in zip(pred_scores, pred_deltas, anchors)
         ]
         return per_level[0].cat(per_level)
+
+    def _decode_and_nms(
+        self, anchors: List[Boxes], pred_scores: List[Tensor], pred_deltas: List[Tensor], image_size: Tuple[int, int]
+    ) -> Instances:
+        """Decode all levels of one image with the detector's test_score_thresh and
+        test_topk_candidates, then per-class NMS (test_nms_thresh) and keep the
+        max_detections_per_image best."""
+        pred = self._decode_multi_level_predictions(
+            anchors, pred_scores, pred_deltas, self.test_score_thresh, self.test_topk_candidates, image_size
+        )
+        keep = batched_nms(pred.pred_boxes.tensor, pred.scores, pred.pred_classes, self.test_nms_thresh)
+        return pred[keep[: self.max_detections_per_image]]
 
     def visualize_training(self, batched_inputs: List[Dict], results: List[Instances]) -> None:
         """Put an image with ground-truth and predicted boxes side by side into the

@@ -1,14 +1,13 @@
 """FCOS (Tian et al., "FCOS: Fully Convolutional One-Stage Object Detection", 2019), in
 the anchor-point form of its 2020 journal version: centre sampling, GIoU box loss,
 centerness branch on the box tower."""
-import logging
 from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from detectron2.layers import ShapeSpec, batched_nms
+from detectron2.layers import ShapeSpec
 from detectron2.structures import Boxes, ImageList, Instances, pairwise_point_box_distance
 from detectron2.utils.events import get_event_storage
 
@@ -19,8 +18,6 @@ from .dense_detector import DenseDetector, sigmoid_focal_loss
 from .retinanet import RetinaNetHead, check_gt_instances
 
 __all__ = ["FCOS", "FCOSHead"]
-
-logger = logging.getLogger(__name__)
 
 
 class FCOS(DenseDetector):
@@ -240,11 +237,7 @@ class FCOS(DenseDetector):
         image_size: Tuple[int, int],
     ) -> Instances:
         """Same as RetinaNet.inference_single_image, with FCOS's thresholds."""
-        pred = self._decode_multi_level_predictions(
-            anchors, box_cls, box_delta, self.test_score_thresh, self.test_topk_candidates, image_size
-        )
-        keep = batched_nms(pred.pred_boxes.tensor, pred.scores, pred.pred_classes, self.test_nms_thresh)
-        return pred[keep[: self.max_detections_per_image]]
+        return self._decode_and_nms(anchors, box_cls, box_delta, image_size)
 
 
 class FCOSHead(RetinaNetHead):

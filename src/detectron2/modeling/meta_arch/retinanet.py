@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from detectron2.config import configurable
-from detectron2.layers import CycleBatchNormList, ShapeSpec, batched_nms, cat, get_norm
+from detectron2.layers import CycleBatchNormList, ShapeSpec, cat, get_norm
 from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
 from detectron2.utils.events import get_event_storage
 
@@ -247,11 +247,7 @@ class RetinaNet(DenseDetector):
             box_delta: per level, (R_l, 4) deltas.
             image_size: (h, w) of the image before padding.
         """
-        pred = self._decode_multi_level_predictions(
-            anchors, box_cls, box_delta, self.test_score_thresh, self.test_topk_candidates, image_size
-        )
-        keep = batched_nms(pred.pred_boxes.tensor, pred.scores, pred.pred_classes, self.test_nms_thresh)
-        return pred[keep[: self.max_detections_per_image]]
+        return self._decode_and_nms(anchors, box_cls, box_delta, image_size)
 
 
 class RetinaNetHead(nn.Module):
