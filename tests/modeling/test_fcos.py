@@ -3,8 +3,8 @@ import math
 
 import pytest
 import torch
+from dense_toys import gt_instances, r18_fpn_cfg
 
-from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import FCOS, build_backbone
 from detectron2.modeling.meta_arch.fcos import FCOSHead
@@ -15,14 +15,7 @@ NUM_CLASSES = 3
 
 
 def _backbone():
-    cfg = get_cfg()
-    cfg.MODEL.BACKBONE.NAME = "build_retinanet_resnet_fpn_backbone"
-    cfg.MODEL.RESNETS.DEPTH = 18
-    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64
-    cfg.MODEL.RESNETS.OUT_FEATURES = ["res3", "res4", "res5"]
-    cfg.MODEL.FPN.IN_FEATURES = ["res3", "res4", "res5"]
-    cfg.MODEL.FPN.OUT_CHANNELS = 32
-    return build_backbone(cfg)
+    return build_backbone(r18_fpn_cfg("build_retinanet_resnet_fpn_backbone", ["res3", "res4", "res5"], 32))
 
 
 def build_fcos(device="cpu", **kwargs):
@@ -43,21 +36,14 @@ def build_fcos(device="cpu", **kwargs):
     return model.to(device)
 
 
-def _instances(size, boxes, classes):
-    inst = Instances(size)
-    inst.gt_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4))
-    inst.gt_classes = torch.tensor(classes, dtype=torch.int64)
-    return inst
-
-
 def _training_inputs():
     g = torch.Generator().manual_seed(0)
     return [
         {
             "image": torch.rand(3, 96, 128, generator=g) * 255,
-            "instances": _instances((96, 128), [[10, 10, 60, 50], [30, 40, 120, 90]], [0, 2]),
+            "instances": gt_instances((96, 128), [[10, 10, 60, 50], [30, 40, 120, 90]], [0, 2]),
         },
-        {"image": torch.rand(3, 64, 64, generator=g) * 255, "instances": _instances((64, 64), [], [])},
+        {"image": torch.rand(3, 64, 64, generator=g) * 255, "instances": gt_instances((64, 64), [], [])},
     ]
 
 
@@ -95,7 +81,7 @@ def test_training_losses_and_backprop(model):
 def test_no_object_batch(model):
     model.train()
     # >= 160 px: the GroupNorm of the 2x2 P7 map needs more than one value per group.
-    inputs = [{"image": torch.rand(3, 160, 160) * 255, "instances": _instances((160, 160), [], [])}]
+    inputs = [{"image": torch.rand(3, 160, 160) * 255, "instances": gt_instances((160, 160), [], [])}]
     with EventStorage():
         losses = model(inputs)
     assert losses["loss_fcos_loc"].item() == 0 and losses["loss_fcos_ctr"].item() == 0
@@ -125,7 +111,7 @@ def test_match_anchors_hand_case(model):
     labels, matched = model.label_anchors(_hand_anchors(), [inst])
     assert labels[0].tolist() == [2, NUM_CLASSES, NUM_CLASSES, NUM_CLASSES, NUM_CLASSES, 1]
     torch.testing.assert_close(matched[0][0], torch.tensor([10.0, 10, 30, 30]))
-    labels, matched = model.label_anchors(_hand_anchors(), [_instances((64, 64), [], [])])
+    labels, matched = model.label_anchors(_hand_anchors(), [gt_instances((64, 64), [], [])])
     assert labels[0].tolist() == [NUM_CLASSES] * 6 and matched[0].shape == (6, 4)
 
 

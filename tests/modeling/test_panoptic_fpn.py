@@ -10,9 +10,10 @@ import types
 
 import pytest
 import torch
+from dense_toys import gt_instances, r18_fpn_cfg
 from torch import nn
 
-from detectron2.config import configurable, get_cfg
+from detectron2.config import configurable
 from detectron2.layers import move_device_like
 from detectron2.modeling import build_backbone
 from detectron2.modeling.meta_arch.semantic_seg import SemSegFPNHead
@@ -90,13 +91,7 @@ class FakeROIHeads(nn.Module):
 
 def _model(**kwargs):
     torch.manual_seed(0)
-    cfg = get_cfg()
-    cfg.MODEL.BACKBONE.NAME = "build_resnet_fpn_backbone"
-    cfg.MODEL.RESNETS.DEPTH = 18
-    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64
-    cfg.MODEL.RESNETS.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
-    cfg.MODEL.FPN.IN_FEATURES = ["res2", "res3", "res4", "res5"]
-    cfg.MODEL.FPN.OUT_CHANNELS = 32
+    cfg = r18_fpn_cfg("build_resnet_fpn_backbone", ["res2", "res3", "res4", "res5"], 32)
     backbone = build_backbone(cfg)
     shapes = {k: v for k, v in backbone.output_shape().items() if k != "p6"}
     sem_seg_head = SemSegFPNHead(
@@ -117,7 +112,7 @@ def _inputs():
     g = torch.Generator().manual_seed(0)
     inputs = []
     for h, w in ((64, 96), (72, 64)):
-        inst = Instances((h, w), gt_boxes=Boxes(torch.tensor([[4.0, 4, 40, 30]])), gt_classes=torch.tensor([1]))
+        inst = gt_instances((h, w), [[4, 4, 40, 30]], [1])
         inputs.append(
             {
                 "image": torch.rand(3, h, w, generator=g) * 255,

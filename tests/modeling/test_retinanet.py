@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from dense_toys import gt_instances, r18_fpn_cfg
 
 from detectron2.config import get_cfg
 from detectron2.layers import CycleBatchNormList, ShapeSpec
@@ -17,26 +18,12 @@ NUM_CLASSES = 5
 
 
 def tiny_retinanet_cfg(device: str = "cpu"):
-    cfg = get_cfg()
-    cfg.MODEL.DEVICE = device
+    cfg = r18_fpn_cfg("build_retinanet_resnet_fpn_backbone", ["res3", "res4", "res5"], 16, device)
     cfg.MODEL.META_ARCHITECTURE = "RetinaNet"
-    cfg.MODEL.BACKBONE.NAME = "build_retinanet_resnet_fpn_backbone"
-    cfg.MODEL.RESNETS.DEPTH = 18
-    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64
-    cfg.MODEL.RESNETS.OUT_FEATURES = ["res3", "res4", "res5"]
-    cfg.MODEL.FPN.IN_FEATURES = ["res3", "res4", "res5"]
-    cfg.MODEL.FPN.OUT_CHANNELS = 16
     cfg.MODEL.RETINANET.NUM_CONVS = 2
     cfg.MODEL.RETINANET.NUM_CLASSES = NUM_CLASSES
     cfg.MODEL.ANCHOR_GENERATOR.SIZES = [[x, x * 2 ** (1.0 / 3), x * 2 ** (2.0 / 3)] for x in [32, 64, 128, 256, 512]]
     return cfg
-
-
-def _instances(size, boxes, classes):
-    inst = Instances(size)
-    inst.gt_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4))
-    inst.gt_classes = torch.tensor(classes, dtype=torch.int64)
-    return inst
 
 
 def _training_inputs():
@@ -44,10 +31,10 @@ def _training_inputs():
     return [
         {
             "image": torch.rand(3, 96, 128, generator=g) * 255,
-            "instances": _instances((96, 128), [[10, 10, 60, 50], [30, 40, 120, 90]], [1, 3]),
+            "instances": gt_instances((96, 128), [[10, 10, 60, 50], [30, 40, 120, 90]], [1, 3]),
         },
         # An image without any object: all anchors are background.
-        {"image": torch.rand(3, 80, 100, generator=g) * 255, "instances": _instances((80, 100), [], [])},
+        {"image": torch.rand(3, 80, 100, generator=g) * 255, "instances": gt_instances((80, 100), [], [])},
     ]
 
 
@@ -150,7 +137,7 @@ def test_non_contiguous_image_same_result(model):
 
 def test_label_anchors_hand_case(model):
     anchors = [Boxes(torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 7], [0, 0, 20, 20]])), Boxes(torch.tensor([[50.0, 50, 60, 60]]))]
-    gt = _instances((64, 64), [[0, 0, 10, 10]], [2])
+    gt = gt_instances((64, 64), [[0, 0, 10, 10]], [2])
     labels, boxes = model.label_anchors(anchors, [gt])
     # IoUs 1.0 (fg), 0.7 (fg), 0.25 (bg), 0 (bg)
     assert labels[0].tolist() == [2, 2, NUM_CLASSES, NUM_CLASSES]
@@ -158,7 +145,7 @@ def test_label_anchors_hand_case(model):
     # IoU 0.45 is between the thresholds (0.4, 0.5): ignored.
     labels, _ = model.label_anchors([Boxes(torch.tensor([[0.0, 0, 10, 4.5], [0, 0, 10, 10]]))], [gt])
     assert labels[0].tolist() == [-1, 2]
-    labels, boxes = model.label_anchors(anchors, [_instances((64, 64), [], [])])
+    labels, boxes = model.label_anchors(anchors, [gt_instances((64, 64), [], [])])
     assert labels[0].tolist() == [NUM_CLASSES] * 4 and boxes[0].shape == (4, 4)
 
 

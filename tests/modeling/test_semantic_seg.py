@@ -3,9 +3,9 @@ import math
 
 import pytest
 import torch
+from dense_toys import r18_fpn_cfg
 from torch.nn import functional as F
 
-from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import (
     META_ARCH_REGISTRY,
@@ -20,15 +20,8 @@ NUM_CLASSES = 4
 
 
 def tiny_sem_seg_cfg(device="cpu"):
-    cfg = get_cfg()
-    cfg.MODEL.DEVICE = device
+    cfg = r18_fpn_cfg("build_resnet_fpn_backbone", ["res2", "res3", "res4", "res5"], 32, device)
     cfg.MODEL.META_ARCHITECTURE = "SemanticSegmentor"
-    cfg.MODEL.BACKBONE.NAME = "build_resnet_fpn_backbone"
-    cfg.MODEL.RESNETS.DEPTH = 18
-    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64
-    cfg.MODEL.RESNETS.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
-    cfg.MODEL.FPN.IN_FEATURES = ["res2", "res3", "res4", "res5"]
-    cfg.MODEL.FPN.OUT_CHANNELS = 32
     cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES = NUM_CLASSES
     cfg.MODEL.SEM_SEG_HEAD.CONVS_DIM = 32
     cfg.MODEL.SEM_SEG_HEAD.NORM = "GN"
