@@ -1,63 +1,18 @@
 """PanopticFPN and combine_semantic_and_instance_outputs.
 
-The proposal generator and ROI heads are small fakes with upstream's interfaces (the
-real ones are tested in their own files): these tests cover what PanopticFPN adds
-to GeneralizedRCNN. Where this branch does not have meta_arch/rcnn.py yet, a minimal
-stand-in GeneralizedRCNN with upstream's interface is installed before the import."""
-import importlib
-import sys
-import types
-
+Most tests use a fake proposal generator and ROI heads with upstream's interfaces,
+which make the expected panoptic output easy to state; one builds the whole model
+from a config with the real RPN and StandardROIHeads (mask on)."""
 import pytest
 import torch
 from dense_toys import gt_instances, r18_fpn_cfg
 from torch import nn
 
-from detectron2.config import configurable
-from detectron2.layers import move_device_like
-from detectron2.modeling import build_backbone
+from detectron2.modeling import META_ARCH_REGISTRY, PanopticFPN, build_backbone, build_model
+from detectron2.modeling.meta_arch.panoptic_fpn import combine_semantic_and_instance_outputs
 from detectron2.modeling.meta_arch.semantic_seg import SemSegFPNHead
-from detectron2.structures import Boxes, ImageList, Instances
-
-
-def _install_rcnn_stand_in() -> None:
-    class GeneralizedRCNN(nn.Module):
-        @configurable
-        def __init__(self, *, backbone, proposal_generator, roi_heads, pixel_mean, pixel_std, input_format=None,
-                     vis_period=0):
-            super().__init__()
-            self.backbone, self.proposal_generator, self.roi_heads = backbone, proposal_generator, roi_heads
-            self.input_format, self.vis_period = input_format, vis_period
-            self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
-            self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
-
-        @classmethod
-        def from_config(cls, cfg):
-            raise RuntimeError("the stand-in GeneralizedRCNN is built from arguments only")
-
-        @property
-        def device(self):
-            return self.pixel_mean.device
-
-        def preprocess_image(self, batched_inputs):
-            images = [(move_device_like(x["image"], self.pixel_mean) - self.pixel_mean) / self.pixel_std
-                      for x in batched_inputs]
-            return ImageList.from_tensors(images, self.backbone.size_divisibility)
-
-    module = types.ModuleType("detectron2.modeling.meta_arch.rcnn")
-    module.GeneralizedRCNN = GeneralizedRCNN
-    sys.modules[module.__name__] = module
-
-
-try:
-    importlib.import_module("detectron2.modeling.meta_arch.rcnn")
-except ImportError:
-    _install_rcnn_stand_in()
-
-from detectron2.modeling.meta_arch.panoptic_fpn import (  # noqa: E402
-    PanopticFPN,
-    combine_semantic_and_instance_outputs,
-)
+from detectron2.structures import BitMasks, Boxes, Instances
+from detectron2.utils.events import EventStorage
 
 NUM_SEM_CLASSES = 3  # 0 = things, 1 and 2 = stuff
 
@@ -186,6 +141,82 @@ def test_training_needs_targets():
     del inputs[0]["instances"]
     with pytest.raises(ValueError, match="needs 'instances'"):
         model(inputs)
+
+
+def _panoptic_cfg(device="cpu"):
+    cfg = r18_fpn_cfg("build_resnet_fpn_backbone", ["res2", "res3", "res4", "res5"], 32, device)
+    cfg.MODEL.META_ARCHITECTURE = "PanopticFPN"
+    cfg.MODEL.MASK_ON = True
+    cfg.MODEL.ANCHOR_GENERATOR.SIZES = [[16], [32], [64], [128], [256]]
+    cfg.MODEL.RPN.IN_FEATURES = ["p2", "p3", "p4", "p5", "p6"]
+    cfg.MODEL.RPN.PRE_NMS_TOPK_TRAIN = cfg.MODEL.RPN.PRE_NMS_TOPK_TEST = 200
+    cfg.MODEL.RPN.POST_NMS_TOPK_TRAIN = cfg.MODEL.RPN.POST_NMS_TOPK_TEST = 50
+    cfg.MODEL.ROI_HEADS.NAME = "StandardROIHeads"
+    cfg.MODEL.ROI_HEADS.IN_FEATURES = ["p2", "p3", "p4", "p5"]
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = 3
+    cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 64
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0
+    cfg.MODEL.ROI_BOX_HEAD.NAME = "FastRCNNConvFCHead"
+    cfg.MODEL.ROI_BOX_HEAD.NUM_FC = 2
+    cfg.MODEL.ROI_BOX_HEAD.FC_DIM = 32
+    cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION = 7
+    cfg.MODEL.ROI_MASK_HEAD.NAME = "MaskRCNNConvUpsampleHead"
+    cfg.MODEL.ROI_MASK_HEAD.NUM_CONV = 1
+    cfg.MODEL.ROI_MASK_HEAD.CONV_DIM = 16
+    cfg.MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION = 14
+    cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES = NUM_SEM_CLASSES
+    cfg.MODEL.SEM_SEG_HEAD.CONVS_DIM = 32
+    cfg.MODEL.SEM_SEG_HEAD.LOSS_WEIGHT = 0.5
+    cfg.MODEL.PANOPTIC_FPN.COMBINE.STUFF_AREA_LIMIT = 64
+    cfg.MODEL.PANOPTIC_FPN.COMBINE.INSTANCES_CONFIDENCE_THRESH = 0.0
+    return cfg
+
+
+def _with_masks(inputs):
+    for x in inputs:
+        inst = x["instances"]
+        masks = torch.zeros(len(inst), *inst.image_size, dtype=torch.bool)
+        masks[:, 6:28, 6:38] = True
+        inst.gt_masks = BitMasks(masks)
+    return inputs
+
+
+def test_from_config_with_real_rpn_and_roi_heads():
+    assert META_ARCH_REGISTRY.get("PanopticFPN") is PanopticFPN
+    torch.manual_seed(0)
+    model = build_model(_panoptic_cfg())
+    assert isinstance(model, PanopticFPN)
+    assert (model.combine_overlap_thresh, model.combine_stuff_area_thresh, model.combine_instances_score_thresh) == (
+        0.5, 64, 0.0,
+    )
+    assert model.sem_seg_head.in_features == ["p2", "p3", "p4", "p5"] and model.sem_seg_head.loss_weight == 0.5
+    model.train()
+    with EventStorage():
+        losses = model(_with_masks(_inputs()))
+    assert set(losses) == {
+        "loss_sem_seg", "loss_rpn_cls", "loss_rpn_loc", "loss_cls", "loss_box_reg", "loss_mask",
+    }
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    model.eval()
+    with torch.no_grad():
+        out = model(_inputs())
+    assert set(out[1]) == {"sem_seg", "instances", "panoptic_seg"}
+    panoptic, segments = out[1]["panoptic_seg"]
+    assert panoptic.shape == (72, 64) and out[1]["instances"].pred_masks.shape[1:] == (72, 64)
+    ids = sorted(s["id"] for s in segments)
+    assert ids == list(range(1, len(segments) + 1))
+    assert set(torch.unique(panoptic).tolist()) <= {0, *ids}
+
+
+def test_instance_loss_weight_folds_into_roi_heads():
+    cfg = _panoptic_cfg()
+    cfg.MODEL.PANOPTIC_FPN.INSTANCE_LOSS_WEIGHT = 0.5
+    model = build_model(cfg)
+    # From a config the box predictor's weights are {"loss_box_reg": ...} only, so (as
+    # upstream) the classification loss keeps weight 1.
+    assert model.roi_heads.box_predictor.loss_weight == {"loss_box_reg": 0.5}
+    assert model.roi_heads.mask_head.loss_weight == 0.5
 
 
 def _hand_instances():

@@ -1,5 +1,7 @@
 """Meta-architectures: whole models built from a backbone and heads."""
 from .build import META_ARCH_REGISTRY, build_model  # noqa: F401
+from .panoptic_fpn import PanopticFPN  # noqa: F401
+from .rcnn import GeneralizedRCNN, ProposalNetwork  # noqa: F401
 from .dense_detector import DenseDetector  # noqa: F401
 from .retinanet import RetinaNet  # noqa: F401
 from .fcos import FCOS  # noqa: F401
