@@ -3,12 +3,14 @@ every position of every feature level (RetinaNet, FCOS)."""
 from abc import ABCMeta, abstractmethod
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from detectron2.layers import batched_nms, move_device_like
 from detectron2.structures import Boxes, ImageList, Instances
+from detectron2.utils.events import get_event_storage
 
 from ..backbone import Backbone
 from ..postprocessing import detector_postprocess
@@ -246,23 +248,21 @@ class DenseDetector(nn.Module, metaclass=ABCMeta):
         return pred[keep[: self.max_detections_per_image]]
 
     def visualize_training(self, batched_inputs: List[Dict], results: List[Instances]) -> None:
-        """Put an image with ground-truth and predicted boxes side by side into the
-        current EventStorage (needs ``self.input_format`` and detectron2's Visualizer)."""
-        from detectron2.utils.events import get_event_storage
-        from detectron2.utils.visualizer import Visualizer
+        """Store in the event storage the first image of the batch with its ground-truth
+        boxes (top) above its 20 highest-scoring detections (bottom); needs
+        ``self.input_format``."""
         from detectron2.data.detection_utils import convert_image_to_rgb
+        from detectron2.utils.visualizer import Visualizer
 
         if len(batched_inputs) != len(results):
             raise ValueError("visualize_training: batched_inputs and results differ in length")
         storage = get_event_storage()
         max_boxes = 20
-        image_index = 0  # only the first image of the batch
-        img = batched_inputs[image_index]["image"]
-        img = convert_image_to_rgb(img.permute(1, 2, 0), self.input_format)
-        gt = Visualizer(img, None).overlay_instances(boxes=batched_inputs[image_index]["instances"].gt_boxes)
-        processed = detector_postprocess(results[image_index], img.shape[0], img.shape[1])
-        predicted_boxes = processed.pred_boxes.tensor.detach().cpu().numpy()
-        pred = Visualizer(img, None).overlay_instances(boxes=predicted_boxes[0:max_boxes])
-        vis_img = torch.cat([torch.as_tensor(gt.get_image()), torch.as_tensor(pred.get_image())], dim=1).numpy()
-        vis_img = vis_img.transpose(2, 0, 1)
+        inputs, result = batched_inputs[0], results[0]
+        img = convert_image_to_rgb(inputs["image"].permute(1, 2, 0), self.input_format)
+        anno_img = Visualizer(img, None).overlay_instances(boxes=inputs["instances"].gt_boxes).get_image()
+        processed = detector_postprocess(result, img.shape[0], img.shape[1])
+        pred_boxes = processed.pred_boxes.tensor[:max_boxes].detach().cpu().numpy()
+        pred_img = Visualizer(img, None).overlay_instances(boxes=pred_boxes).get_image()
+        vis_img = np.vstack((anno_img, pred_img)).transpose(2, 0, 1)
         storage.put_image(f"Top: GT bounding boxes; Bottom: {max_boxes} Highest Scoring Results", vis_img)
