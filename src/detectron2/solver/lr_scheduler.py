@@ -104,7 +104,11 @@ class LRMultiplier(LRScheduler):
         return {"base_lrs": self.base_lrs, "last_epoch": self.last_epoch}
 
     def get_lr(self) -> List[float]:
-        multiplier = self._multiplier(self.last_epoch / self._max_iter)
+        # The trainer steps once more after the last iteration (progress 1.0), where
+        # some fvcore schedulers (StepParamScheduler) index past their end: hold the
+        # last iteration's value there instead. That LR is never used for training.
+        progress = min(self.last_epoch, self._max_iter - 1) / self._max_iter
+        multiplier = self._multiplier(progress)
         return [base_lr * multiplier for base_lr in self.base_lrs]
 
 
