@@ -8,7 +8,6 @@ import weakref
 from abc import ABCMeta, abstractmethod
 from typing import Any, Dict, Iterable, List, Mapping, Optional
 
-import numpy as np
 import torch
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
@@ -291,12 +290,14 @@ class SimpleTrainer(TrainerBase):
         if not comm.is_main_process():
             return
         # The slowest worker's data time tells whether data loading is the bottleneck.
-        data_time = np.max([x.pop("data_time") for x in all_metrics_dict])
+        data_time = max(x.pop("data_time") for x in all_metrics_dict)
         storage.put_scalar("data_time", data_time, cur_iter=cur_iter)
 
-        metrics_dict = {k: float(np.mean([x[k] for x in all_metrics_dict])) for k in all_metrics_dict[0].keys()}
+        # Plain Python arithmetic: numpy's per-call cost shows at one small list per loss.
+        n = len(all_metrics_dict)
+        metrics_dict = {k: sum(x[k] for x in all_metrics_dict) / n for k in all_metrics_dict[0].keys()}
         total_losses_reduced = sum(metrics_dict.values())
-        if not np.isfinite(total_losses_reduced):
+        if not math.isfinite(total_losses_reduced):
             bad = [k for k, v in metrics_dict.items() if not math.isfinite(v)]
             raise FloatingPointError(
                 f"Loss became infinite or NaN at iteration={cur_iter}! "
