@@ -1,6 +1,7 @@
 """The training loop: TrainerBase runs hooks around an abstract step; SimpleTrainer and
 AMPTrainer implement the step for the usual "loss dict -> backward -> optimizer" case."""
 import concurrent.futures
+import contextlib
 import logging
 import math
 import time
@@ -200,19 +201,30 @@ class SimpleTrainer(TrainerBase):
         self._metric_futures: List[concurrent.futures.Future] = []
 
     def run_step(self) -> None:
-        assert self.model.training, "[SimpleTrainer] model was changed to eval mode!"
+        assert self.model.training, f"[{type(self).__name__}] model was changed to eval mode!"
         start = time.perf_counter()
         data = next(self._data_loader_iter)
         data_time = time.perf_counter() - start
 
         if self.zero_grad_before_forward:
             self.optimizer.zero_grad()
-        loss_dict, losses = _sum_losses(self.model(data))
+        with self._forward_context():
+            loss_dict, losses = _sum_losses(self.model(data))
         if not self.zero_grad_before_forward:
             self.optimizer.zero_grad()
-        losses.backward()
+        self._backward(losses)
         self.after_backward()
         self._dispatch_metrics(loss_dict, data_time)
+        self._optimizer_step()
+
+    # The three places where AMPTrainer differs.
+    def _forward_context(self):
+        return contextlib.nullcontext()
+
+    def _backward(self, losses: torch.Tensor) -> None:
+        losses.backward()
+
+    def _optimizer_step(self) -> None:
         self.optimizer.step()
 
     def _dispatch_metrics(self, loss_dict: Mapping[str, torch.Tensor], data_time: float) -> None:
@@ -388,23 +400,15 @@ class AMPTrainer(SimpleTrainer):
         self.precision = precision
         self.log_grad_scaler = log_grad_scaler
 
-    def run_step(self) -> None:
-        assert self.model.training, "[AMPTrainer] model was changed to eval mode!"
-        start = time.perf_counter()
-        data = next(self._data_loader_iter)
-        data_time = time.perf_counter() - start
+    def _forward_context(self):
+        return torch.autocast(device_type=self._device_type, dtype=self.precision)
 
-        if self.zero_grad_before_forward:
-            self.optimizer.zero_grad()
-        with torch.autocast(device_type=self._device_type, dtype=self.precision):
-            loss_dict, losses = _sum_losses(self.model(data))
-        if not self.zero_grad_before_forward:
-            self.optimizer.zero_grad()
+    def _backward(self, losses: torch.Tensor) -> None:
         self.grad_scaler.scale(losses).backward()
         if self.log_grad_scaler:
             self.storage.put_scalar("[metric]grad_scaler", self.grad_scaler.get_scale())
-        self.after_backward()
-        self._dispatch_metrics(loss_dict, data_time)
+
+    def _optimizer_step(self) -> None:
         self.grad_scaler.step(self.optimizer)
         self.grad_scaler.update()
 

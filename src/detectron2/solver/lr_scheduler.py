@@ -129,7 +129,23 @@ def _get_warmup_factor_at_iter(method: str, iter: int, warmup_iters: int, warmup
     raise ValueError(f"Unknown warmup method: {method}")
 
 
-class WarmupMultiStepLR(LRScheduler):
+class _LegacyWarmupLR(LRScheduler):
+    """The warmup shared by the legacy schedulers."""
+
+    def __init__(self, optimizer, warmup_factor: float, warmup_iters: int, warmup_method: str, last_epoch: int):
+        self.warmup_factor = warmup_factor
+        self.warmup_iters = warmup_iters
+        self.warmup_method = warmup_method
+        super().__init__(optimizer, last_epoch)
+
+    def _warmup(self) -> float:
+        return _get_warmup_factor_at_iter(self.warmup_method, self.last_epoch, self.warmup_iters, self.warmup_factor)
+
+    def _compute_values(self) -> List[float]:
+        return self.get_lr()
+
+
+class WarmupMultiStepLR(_LegacyWarmupLR):
     """Deprecated: warmup then ``gamma`` decay at each milestone. Use LRMultiplier with
     WarmupParamScheduler(MultiStepParamScheduler(...)) instead."""
 
@@ -148,21 +164,14 @@ class WarmupMultiStepLR(LRScheduler):
             raise ValueError(f"milestones must be increasing integers, got {milestones}")
         self.milestones = list(milestones)
         self.gamma = gamma
-        self.warmup_factor = warmup_factor
-        self.warmup_iters = warmup_iters
-        self.warmup_method = warmup_method
-        super().__init__(optimizer, last_epoch)
+        super().__init__(optimizer, warmup_factor, warmup_iters, warmup_method, last_epoch)
 
     def get_lr(self) -> List[float]:
-        warmup = _get_warmup_factor_at_iter(self.warmup_method, self.last_epoch, self.warmup_iters, self.warmup_factor)
         decay = self.gamma ** bisect_right(self.milestones, self.last_epoch)
-        return [base_lr * warmup * decay for base_lr in self.base_lrs]
-
-    def _compute_values(self) -> List[float]:
-        return self.get_lr()
+        return [base_lr * self._warmup() * decay for base_lr in self.base_lrs]
 
 
-class WarmupCosineLR(LRScheduler):
+class WarmupCosineLR(_LegacyWarmupLR):
     """Deprecated: warmup then half a cosine from base LR down to 0 at ``max_iters``.
     Use LRMultiplier with WarmupParamScheduler(CosineParamScheduler(1, 0)) instead."""
 
@@ -177,15 +186,8 @@ class WarmupCosineLR(LRScheduler):
     ):
         warnings.warn("WarmupCosineLR is deprecated! Use LRMultiplier with fvcore ParamScheduler instead!", DeprecationWarning)
         self.max_iters = max_iters
-        self.warmup_factor = warmup_factor
-        self.warmup_iters = warmup_iters
-        self.warmup_method = warmup_method
-        super().__init__(optimizer, last_epoch)
+        super().__init__(optimizer, warmup_factor, warmup_iters, warmup_method, last_epoch)
 
     def get_lr(self) -> List[float]:
-        warmup = _get_warmup_factor_at_iter(self.warmup_method, self.last_epoch, self.warmup_iters, self.warmup_factor)
         cosine = 0.5 * (1.0 + math.cos(math.pi * self.last_epoch / self.max_iters))
-        return [base_lr * warmup * cosine for base_lr in self.base_lrs]
-
-    def _compute_values(self) -> List[float]:
-        return self.get_lr()
+        return [base_lr * self._warmup() * cosine for base_lr in self.base_lrs]
