@@ -302,10 +302,10 @@ if _ARCH not in META_ARCH_REGISTRY:  # the module may be imported twice
     META_ARCH_REGISTRY.register(_EngineTestToyDetector)
 
 
-def _predictor_cfg(tmp_path, fmt="BGR"):
+def _predictor_cfg(tmp_path, fmt="BGR", device="cpu"):
     cfg = get_cfg()
     cfg.MODEL.META_ARCHITECTURE = _ARCH
-    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.DEVICE = str(device)
     cfg.INPUT.MIN_SIZE_TEST = 32
     cfg.INPUT.MAX_SIZE_TEST = 48
     cfg.INPUT.FORMAT = fmt
@@ -318,25 +318,30 @@ def _predictor_cfg(tmp_path, fmt="BGR"):
     return cfg, trained
 
 
-def test_default_predictor_loads_weights_and_resizes(tmp_path):
-    cfg, trained = _predictor_cfg(tmp_path)
+_IMAGE = np.random.RandomState(0).randint(0, 255, size=(40, 100, 3), dtype=np.uint8)
+
+
+def test_default_predictor_loads_weights_and_resizes(tmp_path, device):
+    cfg, trained = _predictor_cfg(tmp_path, device=device)
     predictor = DefaultPredictor(cfg)
     assert not predictor.model.training
     for k, v in trained.state_dict().items():
-        assert torch.equal(predictor.model.state_dict()[k], v), k
-
-    image = np.random.RandomState(0).randint(0, 255, size=(40, 100, 3), dtype=np.uint8)
-    out = predictor(image)
+        assert torch.equal(predictor.model.state_dict()[k].cpu(), v), k
+    out = predictor(_IMAGE)
     # shortest edge 40 -> 32 would make the long edge 80 > 48: capped at 48
     assert out["image_size"] == (19, 48) and out["height"] == 40
+    assert out["score"].device.type == device.type
 
-    # The same image given to an RGB model: channels flipped before the model sees them.
-    rgb_cfg, _ = _predictor_cfg(tmp_path, fmt="RGB")
-    rgb = DefaultPredictor(rgb_cfg)
-    expected = rgb.model([{"image": torch.as_tensor(
-        rgb.aug.get_transform(image[:, :, ::-1]).apply_image(image[:, :, ::-1]).astype("float32").transpose(2, 0, 1)
-    )}])[0]["score"]
-    assert float(rgb(image)["score"]) == pytest.approx(float(expected), rel=1e-5)
+
+def test_default_predictor_flips_bgr_input_for_rgb_models(tmp_path):
+    cfg, _ = _predictor_cfg(tmp_path, fmt="RGB")
+    rgb = DefaultPredictor(cfg)
+    flipped = _IMAGE[:, :, ::-1]
+    resized = rgb.aug.get_transform(flipped).apply_image(flipped)
+    expected = rgb.model([{"image": torch.as_tensor(resized.astype("float32").transpose(2, 0, 1))}])[0]["score"]
+    assert float(rgb(_IMAGE)["score"]) == pytest.approx(float(expected), rel=1e-5)
+    bgr = DefaultPredictor(_predictor_cfg(tmp_path, fmt="BGR")[0])
+    assert float(bgr(_IMAGE)["score"]) != pytest.approx(float(expected), rel=1e-5)
 
 
 def test_default_predictor_bad_input(tmp_path):
