@@ -98,6 +98,16 @@ def test_default_setup(tmp_path):
     assert (tmp_path / "out" / "log.txt").exists()
 
 
+def test_default_setup_with_lazy_config(tmp_path):
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({"train": {"output_dir": str(tmp_path / "lazy"), "seed": 11}})
+    default_setup(cfg, default_argument_parser().parse_args(["--eval-only"]))
+    assert torch.initial_seed() == 11
+    saved = OmegaConf.load(str(tmp_path / "lazy" / "config.yaml"))
+    assert saved.train.seed == 11
+
+
 def test_default_writers(tmp_path, monkeypatch):
     writers = default_writers(str(tmp_path / "w"), max_iter=10)
     assert [type(w).__name__ for w in writers] == ["CommonMetricPrinter", "JSONWriter", "TensorboardXWriter"]
