@@ -101,21 +101,12 @@ class VideoVisualizer:
     def draw_panoptic_seg(self, frame: np.ndarray, panoptic_seg: Any, segments_info: Optional[List[dict]],
                           area_threshold: Optional[int] = None, alpha: float = 0.5) -> VisImage:
         """Draw a panoptic segmentation; thing segments keep their colour across frames."""
-        vis = Visualizer(frame, self.metadata)
-        pred = _PanopticPrediction(panoptic_seg, segments_info, self.metadata)
-        if self._instance_mode == ColorMode.IMAGE_BW:
-            vis.output.reset_image(vis._create_grayscale_image(pred.non_empty_mask()))
-        stuff_names = _meta(self.metadata, "stuff_classes")
-        stuff_colors = _meta(self.metadata, "stuff_colors")
-        for mask, sinfo in pred.semantic_masks():
-            category = sinfo["category_id"]
-            color = [c / 255 for c in stuff_colors[category]] if stuff_colors is not None else None
-            vis.draw_binary_mask(mask, color=color, text=stuff_names[category] if stuff_names else str(category),
-                                 alpha=alpha, area_threshold=area_threshold)
-        instances = list(pred.instance_masks())
-        if not instances:
+        vis = Visualizer(frame, self.metadata, instance_mode=self._instance_mode)
+        things = vis._draw_panoptic_stuff(_PanopticPrediction(panoptic_seg, segments_info, self.metadata),
+                                          area_threshold, alpha)
+        if not things:
             return vis.output
-        masks, sinfos = zip(*instances)
+        masks, sinfos = zip(*things)
         rles = mask_util.encode(np.asfortranarray(np.stack(masks, axis=2).astype(np.uint8)))
         detected = [_DetectedInstance(s["category_id"], None, rles[i], None, ttl=8) for i, s in enumerate(sinfos)]
         colors = self._assign_colors(detected)

@@ -357,7 +357,24 @@ class Visualizer:
             segments_info: dicts with "id", "category_id", "isthing" (and optionally
                 "score", "iscrowd"); None to decode ids with ``metadata.label_divisor``.
         """
-        pred = _PanopticPrediction(panoptic_seg, segments_info, self.metadata)
+        things = self._draw_panoptic_stuff(_PanopticPrediction(panoptic_seg, segments_info, self.metadata),
+                                          area_threshold, alpha)
+        if not things:
+            return self.output
+        masks, sinfos = zip(*things)
+        categories = [s["category_id"] for s in sinfos]
+        scores = [s["score"] for s in sinfos] if all("score" in s for s in sinfos) else None
+        labels = _create_text_labels(categories, scores, _meta(self.metadata, "thing_classes"),
+                                     [s.get("iscrowd", 0) for s in sinfos])
+        thing_colors = _meta(self.metadata, "thing_colors")
+        colors = [self._class_color(thing_colors[c], True) for c in categories] if thing_colors else None
+        self.overlay_instances(masks=masks, labels=labels, assigned_colors=colors, alpha=alpha)
+        return self.output
+
+    def _draw_panoptic_stuff(self, pred: _PanopticPrediction, area_threshold: Optional[int],
+                             alpha: float) -> List[Tuple[np.ndarray, dict]]:
+        """Grey out void (in IMAGE_BW mode) and draw the stuff segments; returns the
+        (mask, segment info) pairs of the things, largest first."""
         if self._instance_mode == ColorMode.IMAGE_BW:
             self.output.reset_image(self._create_grayscale_image(pred.non_empty_mask()))
         stuff_names = _meta(self.metadata, "stuff_classes")
@@ -368,19 +385,7 @@ class Visualizer:
             text = stuff_names[category] if stuff_names is not None else str(category)
             self.draw_binary_mask(mask, color=color, edge_color=_OFF_WHITE, text=text, alpha=alpha,
                                   area_threshold=area_threshold)
-
-        instances = list(pred.instance_masks())
-        if not instances:
-            return self.output
-        masks, sinfos = zip(*instances)
-        categories = [s["category_id"] for s in sinfos]
-        scores = [s["score"] for s in sinfos] if all("score" in s for s in sinfos) else None
-        labels = _create_text_labels(categories, scores, _meta(self.metadata, "thing_classes"),
-                                     [s.get("iscrowd", 0) for s in sinfos])
-        thing_colors = _meta(self.metadata, "thing_colors")
-        colors = [self._class_color(thing_colors[c], True) for c in categories] if thing_colors else None
-        self.overlay_instances(masks=masks, labels=labels, assigned_colors=colors, alpha=alpha)
-        return self.output
+        return list(pred.instance_masks())
 
     def draw_dataset_dict(self, dic: dict) -> VisImage:
         """Draw the annotations of one dataset dict (Detectron2's dataset format):
