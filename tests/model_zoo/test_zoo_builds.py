@@ -102,6 +102,7 @@ def _check_instances(instances, cfg):
         assert instances.pred_keypoints.shape == (n, cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS, 3)
 
 
+@pytest.mark.slow  # about 40 distinct models, up to ResNeXt-152: over a minute on 2 cores
 @pytest.mark.parametrize("name", YAMLS)
 def test_config_builds_and_runs_inference(name):
     cfg = _small_cfg(name)
