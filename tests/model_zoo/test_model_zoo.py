@@ -159,6 +159,7 @@ def test_configs_are_inside_a_built_wheel(tmp_path):
     prefix = "detectron2/model_zoo/configs/"
     inside = {n[len(prefix):] for n in zipfile.ZipFile(wheel).namelist() if n.startswith(prefix)}
     assert set(YAMLS) <= inside
+    assert {"common/train.py", "common/models/mask_rcnn_fpn.py", "common/data/constants.py"} <= inside
     assert "detectron2/model_zoo/model_zoo.py" in zipfile.ZipFile(wheel).namelist()
 
 
@@ -259,3 +260,11 @@ def test_python_lazy_configs_load_and_build(monkeypatch, tmp_path):
     assert cfg.train.init_checkpoint == str(weights)
     model = model_zoo.get("toy/linear.py", trained=True, device="cpu")
     assert isinstance(model, torch.nn.Linear) and torch.equal(model.weight, torch.ones(3, 2))
+
+
+def test_shipped_lazy_config_loads():
+    cfg = model_zoo.get_config("common/train.py")
+    assert cfg.train.max_iter == 90000 and cfg.train.init_checkpoint == ""
+    assert cfg.train.checkpointer.period == 5000
+    constants = model_zoo.get_config("common/data/constants.py").constants
+    assert list(constants.imagenet_bgr256_mean) == [103.530, 116.280, 123.675]
