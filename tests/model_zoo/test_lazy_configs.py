@@ -47,3 +47,43 @@ def test_lazy_hyperparameters_match_the_yaml_ones():
     assert [m.thresholds for m in cascade.proposal_matchers] == [[0.5], [0.6], [0.7]]
     assert [list(p.box2box_transform.weights) for p in cascade.box_predictors] == [
         [10, 10, 5, 5], [20, 20, 10, 10], [30, 30, 15, 15]]
+
+
+TOP_LEVEL = [
+    "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.py",
+    "COCO-InstanceSegmentation/mask_rcnn_R_50_C4_1x.py",
+    "COCO-Keypoints/keypoint_rcnn_R_50_FPN_1x.py",
+    "COCO-Detection/retinanet_R_50_FPN_1x.py",
+]
+
+
+@pytest.mark.parametrize("name", TOP_LEVEL)
+def test_training_configs_have_all_parts(name):
+    cfg = model_zoo.get_config(name)
+    assert set(cfg.keys()) >= {"model", "dataloader", "optimizer", "lr_multiplier", "train"}
+    assert cfg.train.init_checkpoint == "detectron2://ImageNetPretrained/MSRA/R-50.pkl"
+    assert cfg.optimizer.lr == (0.01 if "retinanet" in name else 0.02)
+    assert cfg.dataloader.train.total_batch_size == 16
+    assert cfg.dataloader.train.mapper.use_instance_mask == ("mask_rcnn" in name)
+    trained = model_zoo.get_config(name, trained=True)
+    assert trained.train.init_checkpoint == model_zoo.get_checkpoint_url(name)
+    # the optimizer and schedule instantiate once the model is known
+    cfg.optimizer.params.model = torch.nn.Linear(2, 2)
+    assert isinstance(instantiate(cfg.optimizer), torch.optim.SGD)
+    lr = instantiate(cfg.lr_multiplier)
+    assert lr(0.0) == pytest.approx(0.001) and lr(0.5) == 1.0 and lr(0.7) == pytest.approx(0.1)
+
+
+def test_keypoint_loader_flips_left_and_right():
+    cfg = model_zoo.get_config("COCO-Keypoints/keypoint_rcnn_R_50_FPN_1x.py")
+    mapper = cfg.dataloader.train.mapper
+    assert mapper.use_keypoint and list(mapper.keypoint_hflip_indices)[:3] == [0, 2, 1]
+    assert cfg.dataloader.train.dataset.names == "keypoints_coco_2017_train"
+
+
+def test_longer_schedules_step_before_the_end():
+    schedule = model_zoo.get_config("common/coco_schedule.py")
+    three_x = instantiate(schedule.lr_multiplier_3x)
+    # 270k iterations: steps at 210k and 250k
+    assert three_x(209000 / 270000) == 1.0 and three_x(211000 / 270000) == pytest.approx(0.1)
+    assert three_x(251000 / 270000) == pytest.approx(0.01)
