@@ -54,6 +54,7 @@ TOP_LEVEL = [
     "COCO-InstanceSegmentation/mask_rcnn_R_50_C4_1x.py",
     "COCO-Keypoints/keypoint_rcnn_R_50_FPN_1x.py",
     "COCO-Detection/retinanet_R_50_FPN_1x.py",
+    "COCO-Detection/fcos_R_50_FPN_1x.py",
 ]
 
 
@@ -62,11 +63,15 @@ def test_training_configs_have_all_parts(name):
     cfg = model_zoo.get_config(name)
     assert set(cfg.keys()) >= {"model", "dataloader", "optimizer", "lr_multiplier", "train"}
     assert cfg.train.init_checkpoint == "detectron2://ImageNetPretrained/MSRA/R-50.pkl"
-    assert cfg.optimizer.lr == (0.01 if "retinanet" in name else 0.02)
+    assert cfg.optimizer.lr == (0.02 if "rcnn" in name else 0.01)
     assert cfg.dataloader.train.total_batch_size == 16
     assert cfg.dataloader.train.mapper.use_instance_mask == ("mask_rcnn" in name)
-    trained = model_zoo.get_config(name, trained=True)
-    assert trained.train.init_checkpoint == model_zoo.get_checkpoint_url(name)
+    if "fcos" in name:  # upstream published no FCOS checkpoint
+        with pytest.raises(RuntimeError, match="no published checkpoint"):
+            model_zoo.get_config(name, trained=True)
+    else:
+        trained = model_zoo.get_config(name, trained=True)
+        assert trained.train.init_checkpoint == model_zoo.get_checkpoint_url(name)
     # the optimizer and schedule instantiate once the model is known
     cfg.optimizer.params.model = torch.nn.Linear(2, 2)
     assert isinstance(instantiate(cfg.optimizer), torch.optim.SGD)
@@ -87,3 +92,13 @@ def test_longer_schedules_step_before_the_end():
     # 270k iterations: steps at 210k and 250k
     assert three_x(209000 / 270000) == 1.0 and three_x(211000 / 270000) == pytest.approx(0.1)
     assert three_x(251000 / 270000) == pytest.approx(0.01)
+
+
+@pytest.mark.slow
+def test_fcos_builds_and_runs():
+    model = instantiate(model_zoo.get_config("common/models/fcos.py").model).eval()
+    assert type(model).__name__ == "FCOS"
+    assert model.backbone.top_block.in_feature == "p5"
+    with torch.no_grad():
+        (out,) = model([{"image": torch.rand(3, 64, 96) * 255, "height": 64, "width": 96}])
+    assert out["instances"].image_size == (64, 96)
