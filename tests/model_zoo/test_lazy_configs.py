@@ -102,3 +102,40 @@ def test_fcos_builds_and_runs():
     with torch.no_grad():
         (out,) = model([{"image": torch.rand(3, 64, 96) * 255, "height": 64, "width": 96}])
     assert out["instances"].image_size == (64, 96)
+
+
+LSJ = ["R_50_FPN", "R_101_FPN", "regnetx_4gf_dds_FPN", "regnety_4gf_dds_FPN"]
+
+
+@pytest.mark.parametrize("arch", LSJ)
+def test_lsj_baselines_scale_their_schedules(arch):
+    base = model_zoo.get_config(f"new_baselines/mask_rcnn_{arch}_100ep_LSJ.py")
+    assert base.train.max_iter == 184375 and base.dataloader.train.total_batch_size == 64
+    assert list(base.lr_multiplier.scheduler.milestones) == [163889, 177546]
+    assert base.dataloader.train.mapper.recompute_boxes
+    assert [type(instantiate(a)).__name__ for a in base.dataloader.train.mapper.augmentations] == [
+        "ResizeScale", "FixedSizeCrop", "RandomFlip"]
+    for epochs in (200, 400):
+        cfg = model_zoo.get_config(f"new_baselines/mask_rcnn_{arch}_{epochs}ep_LSJ.py")
+        factor = epochs // 100
+        assert cfg.train.max_iter == 184375 * factor
+        assert list(cfg.lr_multiplier.scheduler.milestones) == [163889 * factor, 177546 * factor]
+        assert cfg.lr_multiplier.scheduler.num_updates == cfg.train.max_iter
+        assert model_zoo.get_config(f"new_baselines/mask_rcnn_{arch}_{epochs}ep_LSJ.py", trained=True).train.init_checkpoint \
+            == model_zoo.get_checkpoint_url(f"new_baselines/mask_rcnn_{arch}_{epochs}ep_LSJ.py")
+    assert model_zoo.get_config("new_baselines/mask_rcnn_R_101_FPN_100ep_LSJ.py").model.backbone.bottom_up.stages.depth == 101
+    half = model_zoo.get_config("new_baselines/mask_rcnn_R_50_FPN_50ep_LSJ.py")
+    assert half.train.max_iter == 184375 // 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [
+    "COCO-InstanceSegmentation/mask_rcnn_regnetx_4gf_dds_fpn_1x.py",
+    "COCO-InstanceSegmentation/mask_rcnn_regnety_4gf_dds_fpn_1x.py",
+    "new_baselines/mask_rcnn_R_50_FPN_100ep_LSJ.py",
+])
+def test_regnet_and_lsj_models_build_and_run(name):
+    model = instantiate(model_zoo.get_config(name).model).eval()
+    with torch.no_grad():
+        (out,) = model([{"image": torch.rand(3, 64, 96) * 255, "height": 64, "width": 96}])
+    assert out["instances"].image_size == (64, 96)
