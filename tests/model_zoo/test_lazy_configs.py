@@ -79,6 +79,13 @@ def test_training_configs_have_all_parts(name):
     assert lr(0.0) == pytest.approx(0.001) and lr(0.5) == 1.0 and lr(0.7) == pytest.approx(0.1)
 
 
+def test_panoptic_separated_loader_has_three_evaluators():
+    dataloader = model_zoo.get_config("common/data/coco_panoptic_separated.py").dataloader
+    assert dataloader.train.dataset.names == "coco_2017_train_panoptic_separated"
+    assert not dataloader.train.dataset.filter_empty
+    assert [e.dataset_name for e in dataloader.evaluator] == ["coco_2017_val_panoptic_separated"] * 3
+
+
 def test_keypoint_loader_flips_left_and_right():
     cfg = model_zoo.get_config("COCO-Keypoints/keypoint_rcnn_R_50_FPN_1x.py")
     mapper = cfg.dataloader.train.mapper
