@@ -243,3 +243,13 @@ def test_grayscale_input_and_empty_predictions():
     out = Visualizer(gray).draw_instance_predictions(Instances((H, W), pred_boxes=Boxes(torch.zeros(0, 4)),
                                                                scores=torch.zeros(0), pred_classes=torch.zeros(0, dtype=torch.int64)))
     np.testing.assert_array_equal(out.get_image(), np.full((H, W, 3), 77, dtype=np.uint8))
+
+
+def test_coco_skeleton_joins_nose_shoulders_and_hips():
+    names = ["nose", "left_shoulder", "right_shoulder", "left_hip", "right_hip"]
+    kp = np.array([[[64, 10, 1], [44, 30, 1], [84, 30, 1], [50, 80, 1], [78, 80, 1]]], dtype=np.float32)
+    out = Visualizer(_image(), _meta(keypoint_names=names)).overlay_instances(keypoints=kp).get_image()
+    for x, y in ((64, 20), (64, 55)):  # nose -> mid-shoulder (64, 30) -> mid-hip (64, 80)
+        r, g, b = out[y, x].astype(int)
+        assert r > 200 and g < 100 and b < 100
+    assert not _changed(out)[50:60, 5:15].any()
