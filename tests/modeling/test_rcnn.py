@@ -257,9 +257,10 @@ def test_build_model_uses_registry_and_device():
 def test_build_model_on_cuda_matches_cpu():
     cfg = toy_cfg()
     torch.manual_seed(0)
-    cpu_model = build_model(cfg).eval()
+    # float64: no TF32 convolutions, so both devices make the same top-k and NMS choices.
+    cpu_model = build_model(cfg).eval().double()
     cfg.MODEL.DEVICE = "cuda"
-    gpu_model = build_model(cfg).eval()
+    gpu_model = build_model(cfg).eval().double()
     gpu_model.load_state_dict(cpu_model.state_dict())
     assert gpu_model.device.type == "cuda"
     with torch.no_grad():

@@ -461,8 +461,9 @@ def test_add_ground_truth_carries_shared_fields_and_checks_input():
 
 @pytest.mark.cuda
 def test_rpn_cuda_matches_cpu():
-    rpn = _rpn(training=False)
-    feats = _features()
+    # float64: no TF32 convolutions, so both devices make the same top-k and NMS choices.
+    rpn = _rpn(training=False).double()
+    feats = {k: v.double() for k, v in _features().items()}
     cpu, _ = rpn(_images(), feats)
     rpn_cuda = rpn.to("cuda")
     gpu, _ = rpn_cuda(_images().to("cuda"), {k: v.cuda() for k, v in feats.items()})
