@@ -197,6 +197,41 @@ def test_visualization_only_when_vis_period_is_positive(monkeypatch):
     assert calls == [2]
 
 
+class _FakeVisualizer:
+    """Stand-in for detectron2.utils.visualizer.Visualizer: records the boxes it draws."""
+
+    drawn = []
+
+    def __init__(self, img, metadata=None):
+        self.img = img
+
+    def overlay_instances(self, boxes=None):
+        _FakeVisualizer.drawn.append(len(boxes))
+        return self
+
+    def get_image(self):
+        return self.img
+
+
+def test_visualize_training_stores_gt_beside_proposals(monkeypatch):
+    vis = types.ModuleType("detectron2.utils.visualizer")
+    vis.Visualizer = _FakeVisualizer
+    utils = types.ModuleType("detectron2.data.detection_utils")
+    utils.convert_image_to_rgb = lambda img, fmt: img.numpy()[:, :, ::-1]
+    monkeypatch.setitem(sys.modules, "detectron2.utils.visualizer", vis)
+    monkeypatch.setitem(sys.modules, "detectron2.data.detection_utils", utils)
+    _FakeVisualizer.drawn = []
+    model = _model(vis_period=1)
+    with EventStorage() as storage:
+        model(toy_inputs())
+        images = storage._vis_data
+    assert len(images) == 1
+    name, img, _ = images[0]
+    assert "GT" in name and "proposals" in name
+    assert img.shape == (3, 64, 160)  # the first image twice, side by side, CHW
+    assert _FakeVisualizer.drawn == [2, 20]  # 2 gt boxes, then the top 20 proposals
+
+
 def test_generalized_rcnn_from_config(monkeypatch):
     # Stand-in for detectron2.modeling.roi_heads, whatever the real one builds.
     fake = types.ModuleType("detectron2.modeling.roi_heads")
