@@ -29,6 +29,28 @@ from .proposal_generator import (
     build_proposal_generator,
     build_rpn_head,
 )
+from .roi_heads import (
+    ROI_BOX_HEAD_REGISTRY,
+    ROI_HEADS_REGISTRY,
+    ROI_KEYPOINT_HEAD_REGISTRY,
+    ROI_MASK_HEAD_REGISTRY,
+    ROIHeads,
+    StandardROIHeads,
+    Res5ROIHeads,
+    CascadeROIHeads,
+    RROIHeads,
+    BaseMaskRCNNHead,
+    MaskRCNNConvUpsampleHead,
+    BaseKeypointRCNNHead,
+    KRCNNConvDeconvUpsampleHead,
+    FastRCNNOutputLayers,
+    FastRCNNConvFCHead,
+    build_box_head,
+    build_keypoint_head,
+    build_mask_head,
+    build_roi_heads,
+    select_foreground_proposals,
+)
 from .meta_arch import META_ARCH_REGISTRY, GeneralizedRCNN, ProposalNetwork, build_model
 
 _EXCLUDE = {"ShapeSpec"}
