@@ -131,6 +131,9 @@ def test_lsj_baselines_scale_their_schedules(arch):
         assert model_zoo.get_config(f"new_baselines/mask_rcnn_{arch}_{epochs}ep_LSJ.py", trained=True).train.init_checkpoint \
             == model_zoo.get_checkpoint_url(f"new_baselines/mask_rcnn_{arch}_{epochs}ep_LSJ.py")
     assert model_zoo.get_config("new_baselines/mask_rcnn_R_101_FPN_100ep_LSJ.py").model.backbone.bottom_up.stages.depth == 101
+    if arch.startswith("regnet"):
+        bottom_up = base.model.backbone.bottom_up
+        assert (bottom_up.norm, bottom_up.freeze_at, bottom_up.depth) == ("SyncBN", 0, 23 if "regnetx" in arch else 22)
     half = model_zoo.get_config("new_baselines/mask_rcnn_R_50_FPN_50ep_LSJ.py")
     assert half.train.max_iter == 184375 // 2
 
@@ -142,7 +145,11 @@ def test_lsj_baselines_scale_their_schedules(arch):
     "new_baselines/mask_rcnn_R_50_FPN_100ep_LSJ.py",
 ])
 def test_regnet_and_lsj_models_build_and_run(name):
-    model = instantiate(model_zoo.get_config(name).model).eval()
+    cfg = model_zoo.get_config(name)
+    if "regnet" in name:
+        assert cfg.model.backbone.bottom_up.norm == "FrozenBN" and cfg.model.backbone.bottom_up.freeze_at == 2
+        assert list(cfg.model.pixel_std) == [57.375, 57.120, 58.395] and cfg.optimizer.weight_decay == 5e-5
+    model = instantiate(cfg.model).eval()
     with torch.no_grad():
         (out,) = model([{"image": torch.rand(3, 64, 96) * 255, "height": 64, "width": 96}])
     assert out["instances"].image_size == (64, 96)
