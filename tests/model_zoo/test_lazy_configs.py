@@ -12,6 +12,7 @@ PAIRS = [
     ("common/models/keypoint_rcnn_fpn.py", "COCO-Keypoints/keypoint_rcnn_R_50_FPN_1x.yaml"),
     ("common/models/cascade_rcnn.py", "Misc/cascade_mask_rcnn_R_50_FPN_1x.yaml"),
     ("common/models/retinanet.py", "COCO-Detection/retinanet_R_50_FPN_1x.yaml"),
+    ("common/models/panoptic_fpn.py", "COCO-PanopticSegmentation/panoptic_fpn_R_50_1x.yaml"),
 ]
 
 
@@ -55,6 +56,7 @@ TOP_LEVEL = [
     "COCO-Keypoints/keypoint_rcnn_R_50_FPN_1x.py",
     "COCO-Detection/retinanet_R_50_FPN_1x.py",
     "COCO-Detection/fcos_R_50_FPN_1x.py",
+    "COCO-PanopticSegmentation/panoptic_fpn_R_50_1x.py",
 ]
 
 
@@ -63,9 +65,9 @@ def test_training_configs_have_all_parts(name):
     cfg = model_zoo.get_config(name)
     assert set(cfg.keys()) >= {"model", "dataloader", "optimizer", "lr_multiplier", "train"}
     assert cfg.train.init_checkpoint == "detectron2://ImageNetPretrained/MSRA/R-50.pkl"
-    assert cfg.optimizer.lr == (0.02 if "rcnn" in name else 0.01)
+    assert cfg.optimizer.lr == (0.01 if ("retinanet" in name or "fcos" in name) else 0.02)
     assert cfg.dataloader.train.total_batch_size == 16
-    assert cfg.dataloader.train.mapper.use_instance_mask == ("mask_rcnn" in name)
+    assert cfg.dataloader.train.mapper.use_instance_mask == ("mask_rcnn" in name or "panoptic" in name)
     if "fcos" in name:  # upstream published no FCOS checkpoint
         with pytest.raises(RuntimeError, match="no published checkpoint"):
             model_zoo.get_config(name, trained=True)
