@@ -52,6 +52,7 @@ from .roi_heads import (
     select_foreground_proposals,
 )
 from .meta_arch import META_ARCH_REGISTRY, GeneralizedRCNN, ProposalNetwork, build_model
+from .test_time_augmentation import DatasetMapperTTA, GeneralizedRCNNWithTTA
 
 _EXCLUDE = {"ShapeSpec"}
 __all__ = [k for k in globals().keys() if k not in _EXCLUDE and not k.startswith("_")]
