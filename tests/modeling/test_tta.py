@@ -193,3 +193,15 @@ def test_tta_rejects_unsupported():
     cfg.MODEL.LOAD_PROPOSALS = True
     with pytest.raises(ValueError, match="LOAD_PROPOSALS"):
         GeneralizedRCNNWithTTA(cfg, model)
+
+
+def test_tta_on_device(device):
+    cfg = _cfg(mask_on=True)
+    cfg.MODEL.DEVICE = str(device)
+    model = _model(cfg)
+    tta = GeneralizedRCNNWithTTA(cfg, model)
+    with torch.no_grad():
+        inst = tta([{"image": _image(), "height": H, "width": W}])[0]["instances"]
+    assert inst.pred_boxes.tensor.device.type == device.type
+    assert inst.pred_masks.device.type == device.type
+    assert inst.pred_masks.shape[1:] == (H, W) and len(inst) > 0
