@@ -1,58 +1,24 @@
 """Test-time augmentation: DatasetMapperTTA's copies and transforms, and
 GeneralizedRCNNWithTTA on a tiny Mask R-CNN (toy backbone, random weights, CPU)."""
-from typing import Dict
-
 import numpy as np
 import pytest
 import torch
-from torch.nn import functional as F
+from rcnn_toys import toy_cfg
 
 from detectron2.config import get_cfg
 from detectron2.data import transforms as T
-from detectron2.layers import Conv2d, ShapeSpec
-from detectron2.modeling import BACKBONE_REGISTRY, Backbone, build_model
+from detectron2.modeling import build_model
 from detectron2.modeling.test_time_augmentation import DatasetMapperTTA, GeneralizedRCNNWithTTA
 from detectron2.structures import Boxes, pairwise_iou
 
 H, W = 48, 64
 
 
-class _TTAToyBackbone(Backbone):
-    """Two strided convs: "p2" (stride 4) and "p3" (stride 8)."""
-
-    def __init__(self, in_channels: int, channels: int = 8):
-        super().__init__()
-        self.stem = Conv2d(in_channels, channels, kernel_size=3, stride=4, padding=1)
-        self.down = Conv2d(channels, channels, kernel_size=3, stride=2, padding=1)
-        self._out_features = ["p2", "p3"]
-        self._out_feature_channels = {"p2": channels, "p3": channels}
-        self._out_feature_strides = {"p2": 4, "p3": 8}
-
-    @property
-    def size_divisibility(self) -> int:
-        return 8
-
-    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        p2 = F.relu(self.stem(x))
-        return {"p2": p2, "p3": F.relu(self.down(p2))}
-
-
-if "build_tta_toy_backbone" not in BACKBONE_REGISTRY:
-
-    @BACKBONE_REGISTRY.register()
-    def build_tta_toy_backbone(cfg, input_shape: ShapeSpec) -> Backbone:
-        return _TTAToyBackbone(input_shape.channels)
-
-
 def _cfg(mask_on: bool = True):
-    cfg = get_cfg()
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.MODEL.BACKBONE.NAME = "build_tta_toy_backbone"
+    """Mask R-CNN on the RPN tests' toy backbone (p2, p3), tiny heads, 3 classes."""
+    cfg = toy_cfg()
+    cfg.MODEL.META_ARCHITECTURE = "GeneralizedRCNN"
     cfg.MODEL.MASK_ON = mask_on
-    cfg.MODEL.RPN.IN_FEATURES = ["p2", "p3"]
-    cfg.MODEL.ANCHOR_GENERATOR.SIZES = [[16], [32]]
-    cfg.MODEL.RPN.PRE_NMS_TOPK_TEST = 100
-    cfg.MODEL.RPN.POST_NMS_TOPK_TEST = 30
     cfg.MODEL.ROI_HEADS.NAME = "StandardROIHeads"
     cfg.MODEL.ROI_HEADS.IN_FEATURES = ["p2", "p3"]
     cfg.MODEL.ROI_HEADS.NUM_CLASSES = 3
@@ -65,6 +31,7 @@ def _cfg(mask_on: bool = True):
     cfg.TEST.AUG.MIN_SIZES = (40, 56)
     cfg.TEST.AUG.MAX_SIZE = 200
     cfg.TEST.AUG.FLIP = True
+    cfg.TEST.DETECTIONS_PER_IMAGE = 20
     return cfg
 
 
@@ -195,9 +162,11 @@ def test_tta_rejects_unsupported():
         GeneralizedRCNNWithTTA(cfg, model)
 
 
-def test_tta_on_device(device):
+@pytest.mark.cuda
+def test_tta_on_cuda():
+    device = torch.device("cuda")
     cfg = _cfg(mask_on=True)
-    cfg.MODEL.DEVICE = str(device)
+    cfg.MODEL.DEVICE = "cuda"
     model = _model(cfg)
     tta = GeneralizedRCNNWithTTA(cfg, model)
     with torch.no_grad():
