@@ -10,12 +10,15 @@ Cases (ours vs. peer, same process, same model, data and optimizer):
 - The same with async_write_metrics=True (metrics written in a background thread).
 - AMPTrainer (bf16 on CPU, fp16 on CUDA) vs. a plain autocast + GradScaler loop.
 The model returns five losses, as Mask R-CNN does. Two sizes: a tiny MLP (the loop's
-overhead dominates) and a small conv net on 2 images (compute dominates).
+overhead dominates) and a small conv net on 2 images (compute dominates). The runs of
+ours and the peer alternate, and medians are reported, so that load changes on a shared
+machine hit both sides alike.
 
 Usage: python benchmarks/bench_train_loop.py [--device cuda] [--quick]
 """
 import logging
 import os
+import statistics
 import sys
 import tempfile
 
@@ -119,9 +122,19 @@ def _case(conv, device, n, iters, kind, out_dir):
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[10**9]) if kind.startswith("hooks") else None
         _plain_loop(model, loader, opt, n, scheduler=sched, amp=amp)
 
-    t_ours = time_fn(ours, device=device, warmup=1, iters=iters) / n
-    t_peer = time_fn(peer, device=device, warmup=1, iters=iters) / n
-    return t_ours, t_peer
+    return _interleaved(ours, peer, device, iters, n)
+
+
+def _interleaved(ours, peer, device, iters, n):
+    """Median ms/iteration of each, alternating the two runs so that a change in the
+    machine's load hits both sides alike."""
+    ours()
+    peer()  # warmup
+    t_ours, t_peer = [], []
+    for _ in range(iters):
+        t_ours.append(time_fn(ours, device=device, warmup=0, iters=1))
+        t_peer.append(time_fn(peer, device=device, warmup=0, iters=1))
+    return statistics.median(t_ours) / n, statistics.median(t_peer) / n
 
 
 def main() -> None:
