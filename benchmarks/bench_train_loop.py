@@ -66,10 +66,10 @@ class _Repeat:
             yield self.batch
 
 
-def _setup(conv: bool, device: str):
+def _setup(conv: bool, device: str, image_size: int):
     torch.manual_seed(0)
     model = _Model(conv).to(device)
-    shape = (2, 3, 128, 128) if conv else (16, 16)
+    shape = (2, 3, image_size, image_size) if conv else (16, 16)
     batch = torch.randn(*shape, device=device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
     return model, _Repeat(batch), opt
@@ -102,8 +102,8 @@ def _default_hooks(opt, out_dir, n):
     return [hooks.IterationTimer(), hooks.LRScheduler(opt, sched), hooks.PeriodicWriter(writers, period=20)]
 
 
-def _case(conv, device, n, iters, kind, out_dir):
-    model, loader, opt = _setup(conv, device)
+def _case(conv, device, n, iters, kind, out_dir, image_size):
+    model, loader, opt = _setup(conv, device, image_size)
     amp = None
     if kind == "amp":
         dtype = torch.float16 if device == "cuda" else torch.bfloat16
@@ -141,13 +141,14 @@ def main() -> None:
     args = parse_args(__doc__.splitlines()[0])
     # The console writer would flood the output; the table is what matters here.
     logging.getLogger("detectron2").setLevel(logging.WARNING)
-    n = 40 if args.quick else 200
+    n = 10 if args.quick else 100
+    image_size = 64 if args.quick else 128
     print(f"# train loop overhead on {describe_device(args.device)}, {n} iterations per run\n")
     rows = []
     with tempfile.TemporaryDirectory() as out_dir:
-        for conv, size in [(False, "tiny MLP, batch 16"), (True, "conv net, 2x3x128x128")]:
+        for conv, size in [(False, "tiny MLP, batch 16"), (True, f"conv net, 2x3x{image_size}x{image_size}")]:
             for kind in ["bare", "hooks", "hooks+async", "amp"]:
-                ours, peer = _case(conv, args.device, n, args.iters, kind, out_dir)
+                ours, peer = _case(conv, args.device, n, args.iters, kind, out_dir, image_size)
                 rows.append([size, kind, ours, peer, (ours - peer) * 1e3, ours / peer])
     print_table(rows, ["model", "trainer", "ours ms/iter", "plain loop ms/iter", "overhead us/iter", "ratio"])
 
