@@ -21,6 +21,14 @@ from .matcher import Matcher
 from .poolers import ROIPooler
 from .postprocessing import detector_postprocess, sem_seg_postprocess
 from .sampling import subsample_labels
+from .proposal_generator import (
+    PROPOSAL_GENERATOR_REGISTRY,
+    RPN_HEAD_REGISTRY,
+    RPN,
+    StandardRPNHead,
+    build_proposal_generator,
+    build_rpn_head,
+)
 from .roi_heads import (
     ROI_BOX_HEAD_REGISTRY,
     ROI_HEADS_REGISTRY,
@@ -43,6 +51,7 @@ from .roi_heads import (
     build_roi_heads,
     select_foreground_proposals,
 )
+from .meta_arch import META_ARCH_REGISTRY, GeneralizedRCNN, ProposalNetwork, build_model
 
 _EXCLUDE = {"ShapeSpec"}
 __all__ = [k for k in globals().keys() if k not in _EXCLUDE and not k.startswith("_")]
