@@ -22,8 +22,6 @@ from detectron2.utils.events import EventStorage
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import roi_heads_testing as T  # noqa: E402
 
-T.ensure_proposal_utils()
-
 
 def _fpn_cfg(channels=256):
     """Base-RCNN-FPN's ROI settings (plus MASK_ON, as in mask_rcnn_R_50_FPN)."""

@@ -17,6 +17,7 @@ from detectron2.utils.registry import Registry
 from ..backbone.resnet import BottleneckBlock, ResNet
 from ..matcher import Matcher
 from ..poolers import ROIPooler
+from ..proposal_generator.proposal_utils import add_ground_truth_to_proposals
 from ..sampling import subsample_labels
 from .box_head import build_box_head
 from .fast_rcnn import FastRCNNOutputLayers
@@ -99,14 +100,6 @@ def select_proposals_with_visible_keypoints(proposals: List[Instances]) -> List[
     if all_num_fg:
         get_event_storage().put_scalar("keypoint_head/num_fg_samples", np.mean(all_num_fg))
     return ret
-
-
-def _add_ground_truth(targets: List[Instances], proposals: List[Instances]) -> List[Instances]:
-    # Imported on use: proposal_generator sits beside roi_heads, and this keeps the
-    # import graph of the ROI heads free of the RPN.
-    from ..proposal_generator.proposal_utils import add_ground_truth_to_proposals
-
-    return add_ground_truth_to_proposals(targets, proposals)
 
 
 def _select_features(features: Dict[str, torch.Tensor], names: List[str]) -> List[torch.Tensor]:
@@ -219,7 +212,7 @@ class ROIHeads(nn.Module):
         if len(proposals) != len(targets):
             raise ValueError(f"{len(proposals)} proposal lists for {len(targets)} target lists (one per image)")
         if self.proposal_append_gt:
-            proposals = _add_ground_truth(targets, proposals)
+            proposals = add_ground_truth_to_proposals(targets, proposals)
 
         proposals_with_gt = []
         num_fg_samples = []
