@@ -1,7 +1,6 @@
 """ROI heads: per-region computation of R-CNN models on top of the proposals: proposal
 sampling during training, and the box, mask and keypoint branches."""
 import inspect
-import logging
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -40,8 +39,6 @@ Registry for ROI heads of R-CNN models: they take backbone features and proposal
 make the per-region predictions. A registered class is called as
 ``cls(cfg, input_shape)``, where input_shape maps feature names to ShapeSpec.
 """
-
-logger = logging.getLogger(__name__)
 
 
 def build_roi_heads(cfg, input_shape: Dict[str, ShapeSpec]) -> nn.Module:
@@ -358,7 +355,13 @@ class Res5ROIHeads(ROIHeads):
     def _shared_roi_transform(self, features: List[torch.Tensor], boxes: List[Boxes]) -> torch.Tensor:
         return self.res5(self.pooler(features, boxes))
 
-    def forward(self, images, features, proposals, targets=None):
+    def forward(
+        self,
+        images: ImageList,
+        features: Dict[str, torch.Tensor],
+        proposals: List[Instances],
+        targets: Optional[List[Instances]] = None,
+    ) -> Tuple[List[Instances], Dict[str, torch.Tensor]]:
         """See :meth:`ROIHeads.forward`."""
         del images
         self._check_inputs(proposals, targets)
