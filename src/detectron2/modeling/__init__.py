@@ -18,6 +18,19 @@ from .backbone.resnet import BasicStem, BottleneckBlock
 from .anchor_generator import DefaultAnchorGenerator, RotatedAnchorGenerator
 from .box_regression import Box2BoxTransform, Box2BoxTransformRotated, Box2BoxTransformLinear
 from .matcher import Matcher
+from .meta_arch import (
+    META_ARCH_REGISTRY,
+    SEM_SEG_HEADS_REGISTRY,
+    DenseDetector,
+    FCOS,
+    GeneralizedRCNN,
+    PanopticFPN,
+    ProposalNetwork,
+    RetinaNet,
+    SemanticSegmentor,
+    build_model,
+    build_sem_seg_head,
+)
 from .poolers import ROIPooler
 from .postprocessing import detector_postprocess, sem_seg_postprocess
 from .sampling import subsample_labels
@@ -51,7 +64,6 @@ from .roi_heads import (
     build_roi_heads,
     select_foreground_proposals,
 )
-from .meta_arch import META_ARCH_REGISTRY, GeneralizedRCNN, ProposalNetwork, build_model
 
 _EXCLUDE = {"ShapeSpec"}
 __all__ = [k for k in globals().keys() if k not in _EXCLUDE and not k.startswith("_")]
