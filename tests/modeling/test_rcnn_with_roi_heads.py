@@ -1,5 +1,5 @@
-"""GeneralizedRCNN built from a config with the real ROI heads: a tiny Mask R-CNN,
-Keypoint R-CNN and Cascade R-CNN (ResNet-18 FPN, 64 px images) train one step and run
+"""GeneralizedRCNN built from a config with the real ROI heads: a tiny Mask + Keypoint
+R-CNN and a Cascade Mask R-CNN (ResNet-18 FPN, 64 px images) train one step and run
 inference end to end."""
 import pytest
 import torch
@@ -34,10 +34,10 @@ def _cfg(kind: str):
     cfg.MODEL.ROI_BOX_HEAD.FC_DIM = 32
     cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION = 7
     cfg.MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG = kind == "cascade"
-    cfg.MODEL.MASK_ON = kind in ("mask", "cascade")
+    cfg.MODEL.MASK_ON = True
     cfg.MODEL.ROI_MASK_HEAD.NUM_CONV = 2
     cfg.MODEL.ROI_MASK_HEAD.CONV_DIM = 16
-    cfg.MODEL.KEYPOINT_ON = kind == "keypoint"
+    cfg.MODEL.KEYPOINT_ON = kind == "mask_keypoint"
     cfg.MODEL.ROI_KEYPOINT_HEAD.CONV_DIMS = (16, 16)
     cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS = 5
     cfg.TEST.DETECTIONS_PER_IMAGE = 10
@@ -64,7 +64,7 @@ def _inputs(with_gt: bool):
     return out
 
 
-@pytest.mark.parametrize("kind", ["mask", "keypoint", "cascade"])
+@pytest.mark.parametrize("kind", ["mask_keypoint", "cascade"])
 def test_rcnn_trains_and_infers(kind):
     torch.manual_seed(0)
     model = build_model(_cfg(kind))
@@ -74,7 +74,7 @@ def test_rcnn_trains_and_infers(kind):
     if kind == "cascade":
         expected |= {f"{n}_stage{k}" for n in ("loss_cls", "loss_box_reg") for k in range(3)} | {"loss_mask"}
     else:
-        expected |= {"loss_cls", "loss_box_reg", "loss_mask" if kind == "mask" else "loss_keypoint"}
+        expected |= {"loss_cls", "loss_box_reg", "loss_mask", "loss_keypoint"}
     assert set(losses) == expected
     total = sum(losses.values())
     assert torch.isfinite(total)
@@ -86,7 +86,6 @@ def test_rcnn_trains_and_infers(kind):
     for out in outputs:
         inst = out["instances"]
         assert inst.image_size == (64, 64) and 0 < len(inst) <= 10
-        if kind != "keypoint":
-            assert inst.pred_masks.shape == (len(inst), 64, 64) and inst.pred_masks.dtype == torch.bool
-        else:
+        assert inst.pred_masks.shape == (len(inst), 64, 64) and inst.pred_masks.dtype == torch.bool
+        if kind == "mask_keypoint":
             assert inst.pred_keypoints.shape == (len(inst), 5, 3)
