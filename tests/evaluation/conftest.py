@@ -1,52 +1,9 @@
-"""Fixtures of the evaluation tests: dataset registration through detectron2.data's
-catalogs. Until detectron2.data exists in this tree, a minimal stand-in with upstream's
-interface (MetadataCatalog.get/remove, DatasetCatalog.register/get/remove) takes its
-place, so the evaluators can be tested on their own."""
+"""Fixtures of the evaluation tests: datasets registered in detectron2.data's catalogs
+for one test."""
 import itertools
-import sys
-import types
-from typing import Any, Callable, Dict
+from typing import Any, Dict
 
 import pytest
-
-
-def _install_catalog_stand_in() -> None:
-    class Metadata(types.SimpleNamespace):
-        def get(self, key: str, default: Any = None) -> Any:
-            return getattr(self, key, default)
-
-        def set(self, **kwargs: Any) -> "Metadata":
-            for k, v in kwargs.items():
-                setattr(self, k, v)
-            return self
-
-    class _MetadataCatalog(dict):
-        def get(self, name: str) -> Metadata:  # type: ignore[override]
-            return self.setdefault(name, Metadata(name=name))
-
-        def remove(self, name: str) -> None:
-            self.pop(name, None)
-
-    class _DatasetCatalog(dict):
-        def register(self, name: str, func: Callable) -> None:
-            self[name] = func
-
-        def get(self, name: str):  # type: ignore[override]
-            return self[name]()
-
-        def remove(self, name: str) -> None:
-            self.pop(name, None)
-
-    module = types.ModuleType("detectron2.data")
-    module.MetadataCatalog = _MetadataCatalog()
-    module.DatasetCatalog = _DatasetCatalog()
-    sys.modules["detectron2.data"] = module
-
-
-try:
-    from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: F401
-except ImportError:
-    _install_catalog_stand_in()
 
 _names = itertools.count()
 

@@ -407,3 +407,26 @@ def test_box_proposals_limit(register_dataset, tmp_path):
     assert _evaluate_box_proposals(predictions, coco, limit=2)["ar"].item() == pytest.approx(1.0)
     with pytest.raises(ValueError, match="area"):
         _evaluate_box_proposals(predictions, coco, area="huge")
+
+
+def test_registered_dataset_without_json_is_converted(register_dataset, tmp_path):
+    """No ``json_file`` in the metadata: the dataset's records are converted to COCO json
+    in output_dir (detectron2.data.datasets.coco.convert_to_coco_json) and evaluated."""
+    from detectron2.structures import BoxMode
+
+    boxes = [[2.0, 3.0, 20.0, 30.0], [40.0, 40.0, 20.0, 10.0]]
+    records = [
+        {
+            "file_name": "a.jpg", "image_id": 1, "height": SIZE, "width": SIZE,
+            "annotations": [{"bbox": b, "bbox_mode": BoxMode.XYWH_ABS, "category_id": k, "iscrowd": 0} for k, b in enumerate(boxes)],
+        }
+    ]
+    name = register_dataset(records, thing_classes=["a", "b"])
+    evaluator = COCOEvaluator(name, tasks=("bbox",), output_dir=str(tmp_path))
+    assert (tmp_path / f"{name}_coco_format.json").exists()
+    instances = Instances((SIZE, SIZE))
+    instances.pred_boxes = Boxes(torch.tensor([[x, y, x + w, y + h] for x, y, w, h in boxes]))
+    instances.scores = torch.tensor([0.9, 0.8])
+    instances.pred_classes = torch.tensor([0, 1])
+    results = _run(evaluator, [instances])["bbox"]
+    assert results["AP"] == pytest.approx(100.0)
