@@ -1,9 +1,6 @@
-import importlib
 import itertools
 import logging
 import pickle
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -35,27 +32,6 @@ def _dicts(n, width=lambda i: 40 if i % 2 else 20, annotations=None):
         out.append({"image_id": i, "file_name": f"{i}.jpg", "width": width(i), "height": 30,
                     "annotations": anns if annotations is None else annotations(i)})
     return out
-
-
-@pytest.fixture
-def fake_detection_utils(monkeypatch):
-    """detection_utils (check_metadata_consistency) is another engineer's module: when it
-    is not in this tree, stand in a minimal version with the same contract."""
-    try:
-        importlib.import_module("detectron2.data.detection_utils")
-        return
-    except ImportError:
-        pass
-    fake = types.ModuleType("detectron2.data.detection_utils")
-
-    def check_metadata_consistency(key, dataset_names):
-        entries = [getattr(MetadataCatalog.get(d), key) for d in dataset_names]
-        for name, entry in zip(dataset_names, entries):
-            if entry != entries[0]:
-                raise ValueError(f"Metadata '{key}' for dataset '{name}' is '{entry}', unlike '{dataset_names[0]}'")
-
-    fake.check_metadata_consistency = check_metadata_consistency
-    monkeypatch.setitem(sys.modules, "detectron2.data.detection_utils", fake)
 
 
 @pytest.fixture
@@ -129,7 +105,7 @@ def test_aspect_ratio_grouping():
 # ---- dataset dicts ---------------------------------------------------------------------
 
 
-def test_get_detection_dataset_dicts_filters_and_concat(registered, fake_detection_utils, caplog):
+def test_get_detection_dataset_dicts_filters_and_concat(registered, caplog):
     a = registered("test_build_a", _dicts(4, annotations=lambda i: [] if i == 0 else [
         {"bbox": [0, 0, 1, 1], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 1, "iscrowd": int(i == 1),
          "keypoints": [1, 1, 2, 2, 2, 0 if i == 2 else 2]}]), thing_classes=["x", "y"])
@@ -238,7 +214,7 @@ def test_train_loader_collate_and_errors():
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])
-def test_train_loader_from_cfg(registered, fake_detection_utils, num_workers):
+def test_train_loader_from_cfg(registered, num_workers):
     name = registered("test_build_cfg_train", _dicts(8), thing_classes=["x", "y"])
     cfg = get_cfg()
     cfg.DATASETS.TRAIN = (name,)
@@ -255,7 +231,7 @@ def test_train_loader_from_cfg(registered, fake_detection_utils, num_workers):
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])
-def test_test_loader(registered, fake_detection_utils, num_workers):
+def test_test_loader(registered, num_workers):
     name = registered("test_build_cfg_test", _dicts(7, annotations=lambda i: []), thing_classes=["x", "y"])
     cfg = get_cfg()
     cfg.DATALOADER.NUM_WORKERS = num_workers
@@ -278,3 +254,31 @@ def test_data_loader_benchmark(caplog):
         assert bench.benchmark_IPC(2, warmup=1) > 0
         assert bench.benchmark_distributed(2, warmup=1) > 0
     assert "Dataset Alone" in caplog.text and "w/o comm" in caplog.text and "GPU0" in caplog.text
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_loaders_with_default_dataset_mapper(tmp_path, num_workers):
+    from detectron2.data.datasets.shapes import generate_shapes_dataset, register_shapes
+
+    generate_shapes_dataset(str(tmp_path), num_images=6, image_size=64, seed=0)
+    name = f"test_build_shapes_{num_workers}"
+    register_shapes(name, str(tmp_path))
+    try:
+        cfg = get_cfg()
+        cfg.DATASETS.TRAIN = (name,)
+        cfg.SOLVER.IMS_PER_BATCH = 2
+        cfg.DATALOADER.NUM_WORKERS = num_workers
+        cfg.INPUT.MIN_SIZE_TRAIN = (64,)
+        cfg.INPUT.MIN_SIZE_TEST = 64
+        cfg.MODEL.MASK_ON = True
+        batch = next(iter(build_detection_train_loader(cfg)))  # DatasetMapper(cfg, True)
+        assert len(batch) == 2
+        for d in batch:
+            assert d["image"].shape == (3, 64, 64)
+            inst = d["instances"]
+            assert len(inst) >= 1 and inst.gt_classes.max() < 3 and inst.has("gt_masks")
+        test_batches = list(build_detection_test_loader(cfg, name))
+        assert [b[0]["image_id"] for b in test_batches] == list(range(1, 7))
+    finally:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)

@@ -6,15 +6,6 @@ import pytest
 from detectron2.data import DatasetCatalog, Metadata, MetadataCatalog
 
 
-@pytest.fixture
-def name(request):
-    n = "test_catalog_" + request.node.name
-    yield n
-    for catalog in (DatasetCatalog, MetadataCatalog):
-        if n in catalog:
-            catalog.remove(n)
-
-
 def test_register_get_list_remove(name):
     calls = []
     DatasetCatalog.register(name, lambda: calls.append(1) or [{"x": 1}])

@@ -56,15 +56,6 @@ def _uncompressed_counts(mask):
     return counts
 
 
-@pytest.fixture
-def name(request):
-    n = "test_coco_" + request.node.name
-    yield n
-    for catalog in (DatasetCatalog, MetadataCatalog):
-        if n in catalog:
-            catalog.remove(n)
-
-
 def test_load_coco_json_fields(tmp_path, name):
     dicts = load_coco_json(_coco_json(tmp_path), "/imgs", name, extra_annotation_keys=["score"])
     assert [d["image_id"] for d in dicts] == [3, 7]  # sorted by id
