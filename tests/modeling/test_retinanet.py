@@ -316,3 +316,25 @@ def test_cpu_cuda_parity():
         losses = cuda_model(inputs)
     sum(losses.values()).backward()
     assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_visualize_training_stores_gt_above_detections(model):
+    model.eval()
+    inputs = _training_inputs()[:1]
+    old = model.test_score_thresh
+    model.test_score_thresh = 0.0
+    try:
+        with torch.no_grad():
+            images = model.preprocess_image(inputs)
+            features = model.backbone(images.tensor)
+            features = [features[f] for f in model.head_in_features]
+            results = model.forward_inference(images, features, model.head(features))
+    finally:
+        model.test_score_thresh = old
+    with EventStorage() as storage:
+        model.visualize_training(inputs, results)
+        (name, image, _), = storage._vis_data
+    assert name.startswith("Top: GT bounding boxes")
+    assert tuple(image.shape) == (3, 2 * 96, 128)  # CHW, the two views stacked vertically
+    with pytest.raises(ValueError, match="differ in length"):
+        model.visualize_training(inputs, results * 2)
