@@ -18,9 +18,52 @@ from .backbone.resnet import BasicStem, BottleneckBlock
 from .anchor_generator import DefaultAnchorGenerator, RotatedAnchorGenerator
 from .box_regression import Box2BoxTransform, Box2BoxTransformRotated, Box2BoxTransformLinear
 from .matcher import Matcher
+from .meta_arch import (
+    META_ARCH_REGISTRY,
+    SEM_SEG_HEADS_REGISTRY,
+    DenseDetector,
+    FCOS,
+    GeneralizedRCNN,
+    PanopticFPN,
+    ProposalNetwork,
+    RetinaNet,
+    SemanticSegmentor,
+    build_model,
+    build_sem_seg_head,
+)
 from .poolers import ROIPooler
 from .postprocessing import detector_postprocess, sem_seg_postprocess
 from .sampling import subsample_labels
+from .proposal_generator import (
+    PROPOSAL_GENERATOR_REGISTRY,
+    RPN_HEAD_REGISTRY,
+    RPN,
+    StandardRPNHead,
+    build_proposal_generator,
+    build_rpn_head,
+)
+from .roi_heads import (
+    ROI_BOX_HEAD_REGISTRY,
+    ROI_HEADS_REGISTRY,
+    ROI_KEYPOINT_HEAD_REGISTRY,
+    ROI_MASK_HEAD_REGISTRY,
+    ROIHeads,
+    StandardROIHeads,
+    Res5ROIHeads,
+    CascadeROIHeads,
+    RROIHeads,
+    BaseMaskRCNNHead,
+    MaskRCNNConvUpsampleHead,
+    BaseKeypointRCNNHead,
+    KRCNNConvDeconvUpsampleHead,
+    FastRCNNOutputLayers,
+    FastRCNNConvFCHead,
+    build_box_head,
+    build_keypoint_head,
+    build_mask_head,
+    build_roi_heads,
+    select_foreground_proposals,
+)
 
 _EXCLUDE = {"ShapeSpec"}
 __all__ = [k for k in globals().keys() if k not in _EXCLUDE and not k.startswith("_")]

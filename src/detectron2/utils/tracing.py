@@ -1,6 +1,10 @@
 """Helpers for code that must stay traceable with torch.fx and scriptable with TorchScript."""
 import torch
-from torch.fx._symbolic_trace import is_fx_tracing as _torch_is_fx_tracing
+
+try:  # newer torch: the plain name also answers true under torch.export and warns about it
+    from torch.fx._symbolic_trace import is_fx_symbolic_tracing as _torch_is_fx_tracing
+except ImportError:  # older torch
+    from torch.fx._symbolic_trace import is_fx_tracing as _torch_is_fx_tracing
 
 __all__ = ["is_fx_tracing", "assert_fx_safe"]
 

@@ -1,0 +1,318 @@
+"""Deterministic transforms: fvcore's family re-exported, plus the resize, rotation,
+extent and colour transforms detection needs, and rotated-box support for flips and
+resizes."""
+from typing import Callable, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from fvcore.transforms.transform import (
+    BlendTransform,
+    CropTransform,
+    GridSampleTransform,
+    HFlipTransform,
+    NoOpTransform,
+    PadTransform,
+    ScaleTransform,
+    Transform,
+    TransformList,
+    VFlipTransform,
+)
+from PIL import Image
+
+
+__all__ = [
+    "BlendTransform",
+    "CropTransform",
+    "GridSampleTransform",
+    "HFlipTransform",
+    "NoOpTransform",
+    "PadTransform",
+    "ScaleTransform",
+    "Transform",
+    "TransformList",
+    "VFlipTransform",
+    "ExtentTransform",
+    "ResizeTransform",
+    "RotationTransform",
+    "ColorTransform",
+    "PILColorTransform",
+]
+
+# PIL resampling filters that have a torch.nn.functional.interpolate counterpart.
+_PIL_TO_TORCH_MODE = {
+    Image.NEAREST: "nearest",
+    Image.BILINEAR: "bilinear",
+    Image.BICUBIC: "bicubic",
+}
+
+
+def _cv2():
+    """OpenCV, which only rotations need; the pip package does not depend on it."""
+    try:
+        import cv2
+    except ImportError as e:
+        raise ImportError("RotationTransform needs OpenCV: install opencv-python(-headless) or py-opencv") from e
+    return cv2
+
+
+def _pil_apply(img: np.ndarray, op: Callable[[Image.Image], Image.Image]) -> np.ndarray:
+    """Run a PIL image operation on a HxW or HxWxC uint8 array (C == 1 allowed)."""
+    squeeze = img.ndim == 3 and img.shape[2] == 1
+    pil = Image.fromarray(img[:, :, 0] if squeeze else img)
+    out = np.asarray(op(pil))
+    return np.expand_dims(out, -1) if squeeze else out
+
+
+class ExtentTransform(Transform):
+    """Crops (or pads) the rectangle `src_rect` = (x0, y0, x1, y1) of the image, which may
+    extend past its borders, and resizes it to `output_size` = (h, w). Pixels outside
+    the image are set to `fill`."""
+
+    def __init__(self, src_rect: Sequence[float], output_size: Tuple[int, int], interp=Image.BILINEAR, fill=0):
+        super().__init__()
+        self._set_attributes(locals())
+
+    def apply_image(self, img: np.ndarray, interp=None) -> np.ndarray:
+        h, w = self.output_size
+        method = interp if interp is not None else self.interp
+
+        def extent(pil: Image.Image) -> Image.Image:
+            fill = self.fill
+            if np.isscalar(fill) and len(pil.getbands()) > 1:
+                fill = (fill,) * len(pil.getbands())
+            return pil.transform((w, h), Image.EXTENT, data=tuple(self.src_rect), resample=method, fillcolor=fill)
+
+        return _pil_apply(img, extent)
+
+    def apply_coords(self, coords: np.ndarray) -> np.ndarray:
+        # Shift to the rectangle's origin and scale to the output size.
+        h, w = self.output_size
+        x0, y0, x1, y1 = self.src_rect
+        out = np.asarray(coords, dtype=np.float64).copy()
+        out[:, 0] = (out[:, 0] - x0) * (w / (x1 - x0))
+        out[:, 1] = (out[:, 1] - y0) * (h / (y1 - y0))
+        return out
+
+    def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
+        return self.apply_image(segmentation, interp=Image.NEAREST)
+
+
+class ResizeTransform(Transform):
+    """Resizes an image of size (h, w) to (new_h, new_w).
+
+    uint8 images are resized like PIL with `interp` (default bilinear; OpenCV does the
+    cases where it matches PIL, see _resize_uint8_cv2); float images go through
+    ``torch.nn.functional.interpolate`` with the matching mode. Segmentations always use
+    nearest-neighbour sampling.
+    """
+
+    def __init__(self, h: int, w: int, new_h: int, new_w: int, interp=None):
+        super().__init__()
+        if interp is None:
+            interp = Image.BILINEAR
+        self._set_attributes(locals())
+
+    def apply_image(self, img: np.ndarray, interp=None) -> np.ndarray:
+        if tuple(img.shape[:2]) != (self.h, self.w):
+            raise ValueError(
+                f"ResizeTransform: img must have size (h, w) = {(self.h, self.w)}, got {tuple(img.shape[:2])}"
+            )
+        method = interp if interp is not None else self.interp
+        if img.dtype == np.uint8:
+            if img.ndim > 3 or (img.ndim == 3 and img.shape[2] not in (1, 3, 4)):
+                raise ValueError(
+                    "ResizeTransform: a uint8 img must be HxW or HxWxC with C in (1, 3, 4), "
+                    f"got shape {img.shape}"
+                )
+            fast = self._resize_uint8_cv2(img, method)
+            if fast is not None:
+                return fast
+            return _pil_apply(img, lambda pil: pil.resize((self.new_w, self.new_h), method))
+        return self._resize_float(img, method)
+
+    def _resize_uint8_cv2(self, img: np.ndarray, method) -> Optional[np.ndarray]:
+        """OpenCV's resize where it reproduces PIL's (several times faster): nearest
+        (bit-exact), and bilinear upsampling (within 1 grey level; PIL antialiases when
+        downsampling, OpenCV does not, so that stays with PIL). None where it does not."""
+        upsampling = self.new_h >= self.h and self.new_w >= self.w
+        if method == Image.NEAREST:
+            name = "INTER_NEAREST_EXACT"
+        elif method == Image.BILINEAR and upsampling:
+            name = "INTER_LINEAR"
+        else:
+            return None
+        try:
+            import cv2
+        except ImportError:
+            return None
+        # cv2 copies strided views (e.g. BGR from RGB) slowly; numpy does it faster.
+        out = cv2.resize(np.ascontiguousarray(img), (self.new_w, self.new_h), interpolation=getattr(cv2, name))
+        return out.reshape(out.shape[:2] + img.shape[2:])  # cv2 drops a trailing 1-channel axis
+
+    def _resize_float(self, img: np.ndarray, method) -> np.ndarray:
+        if method not in _PIL_TO_TORCH_MODE:
+            raise ValueError(
+                f"ResizeTransform: interp {method} has no torch counterpart for {img.dtype} images; "
+                "use NEAREST, BILINEAR or BICUBIC"
+            )
+        if img.ndim not in (2, 3):
+            raise ValueError(f"ResizeTransform: a float img must be HxW or HxWxC, got shape {img.shape}")
+        mode = _PIL_TO_TORCH_MODE[method]
+        t = torch.from_numpy(np.ascontiguousarray(img))
+        nchw = t[None, None] if img.ndim == 2 else t.permute(2, 0, 1)[None]
+        align = None if mode == "nearest" else False
+        out = F.interpolate(nchw, (self.new_h, self.new_w), mode=mode, align_corners=align)[0]
+        out = out[0] if img.ndim == 2 else out.permute(1, 2, 0)
+        return out.numpy()
+
+    def apply_coords(self, coords: np.ndarray) -> np.ndarray:
+        coords = np.asarray(coords, dtype=np.float64).copy()
+        coords[:, 0] *= self.new_w * 1.0 / self.w
+        coords[:, 1] *= self.new_h * 1.0 / self.h
+        return coords
+
+    def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
+        return self.apply_image(segmentation, interp=Image.NEAREST)
+
+    def inverse(self) -> Transform:
+        return ResizeTransform(self.new_h, self.new_w, self.h, self.w, self.interp)
+
+
+class RotationTransform(Transform):
+    """Rotates an image of size (h, w) by `angle` degrees counter-clockwise around
+    `center` (default: the image centre). With `expand`, the canvas grows to hold the
+    whole rotated image and the centre is ignored."""
+
+    def __init__(self, h: int, w: int, angle: float, expand: bool = True, center=None, interp=None):
+        super().__init__()
+        image_center = np.array((w / 2, h / 2))
+        if center is None:
+            center = image_center
+        if interp is None:
+            interp = _cv2().INTER_LINEAR
+        rad = np.deg2rad(angle)
+        abs_cos, abs_sin = abs(np.cos(rad)), abs(np.sin(rad))
+        if expand:
+            bound_w, bound_h = np.rint([h * abs_sin + w * abs_cos, h * abs_cos + w * abs_sin]).astype(int)
+        else:
+            bound_w, bound_h = w, h
+        self._set_attributes(locals())
+        # Coordinates address pixel corners; cv2 images address pixel centres.
+        self.rm_coords = self.create_rotation_matrix()
+        self.rm_image = self.create_rotation_matrix(offset=-0.5)
+
+    def _is_identity(self) -> bool:
+        return self.angle % 360 == 0
+
+    def apply_image(self, img: np.ndarray, interp=None) -> np.ndarray:
+        if len(img) == 0 or self._is_identity():
+            return img
+        if img.shape[:2] != (self.h, self.w):
+            raise ValueError(
+                f"RotationTransform: img must have size (h, w) = {(self.h, self.w)}, got {tuple(img.shape[:2])}"
+            )
+        flags = interp if interp is not None else self.interp
+        return _cv2().warpAffine(img, self.rm_image, (int(self.bound_w), int(self.bound_h)), flags=flags)
+
+    def apply_coords(self, coords: np.ndarray) -> np.ndarray:
+        coords = np.asarray(coords, dtype=float)
+        if len(coords) == 0 or self._is_identity():
+            return coords
+        return _cv2().transform(coords[:, np.newaxis, :], self.rm_coords)[:, 0, :]
+
+    def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
+        return self.apply_image(segmentation, interp=_cv2().INTER_NEAREST)
+
+    def create_rotation_matrix(self, offset: float = 0) -> np.ndarray:
+        """The 2x3 affine matrix of the rotation, in a frame shifted by `offset` pixels."""
+        cv2 = _cv2()
+        center = (float(self.center[0] + offset), float(self.center[1] + offset))
+        rm = cv2.getRotationMatrix2D(center, self.angle, 1)
+        if self.expand:
+            # Move the rotated image centre to the centre of the enlarged canvas.
+            rot_im_center = cv2.transform(self.image_center[None, None, :] + offset, rm)[0, 0, :]
+            new_center = np.array([self.bound_w / 2, self.bound_h / 2]) + offset - rot_im_center
+            rm[:, 2] += new_center
+        return rm
+
+    def inverse(self) -> Transform:
+        """The reverse rotation. With expand, it ends with an integer crop of the
+        re-expanded canvas, so it can be off by up to half a pixel."""
+        if not self.expand:
+            # Same canvas, same centre, opposite angle (content rotated off-canvas is lost).
+            return RotationTransform(self.h, self.w, -self.angle, False, self.center, self.interp)
+        # Rotate the enlarged canvas back, then cut the original image out of its middle.
+        rotation = RotationTransform(self.bound_h, self.bound_w, -self.angle, True, None, self.interp)
+        crop = CropTransform(
+            (rotation.bound_w - self.w) // 2, (rotation.bound_h - self.h) // 2, self.w, self.h
+        )
+        return TransformList([rotation, crop])
+
+
+class ColorTransform(Transform):
+    """Applies `op` (an array -> array function) to the image only; geometry unchanged."""
+
+    def __init__(self, op: Callable[[np.ndarray], np.ndarray]):
+        if not callable(op):
+            raise ValueError(f"ColorTransform: op must be callable, got {type(op)}")
+        super().__init__()
+        self._set_attributes(locals())
+
+    def apply_image(self, img: np.ndarray) -> np.ndarray:
+        return self.op(img)
+
+    def apply_coords(self, coords: np.ndarray) -> np.ndarray:
+        return coords
+
+    def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
+        return segmentation
+
+    def inverse(self) -> Transform:
+        return NoOpTransform()
+
+
+class PILColorTransform(ColorTransform):
+    """Like ColorTransform, but `op` takes and returns a PIL image (e.g. an ImageEnhance
+    call); the array is converted on the way in and out."""
+
+    def __init__(self, op: Callable[[Image.Image], Image.Image]):
+        if not callable(op):
+            raise ValueError(f"PILColorTransform: op must be callable, got {type(op)}")
+        super().__init__(op)
+
+    def apply_image(self, img: np.ndarray) -> np.ndarray:
+        return np.asarray(super().apply_image(Image.fromarray(img)))
+
+
+def HFlip_rotated_box(transform: HFlipTransform, rotated_boxes: np.ndarray) -> np.ndarray:
+    """Mirror (N, 5) XYWHA boxes: the centre moves across, the angle changes sign."""
+    rotated_boxes = np.asarray(rotated_boxes, dtype=np.float64).copy()
+    rotated_boxes[:, 0] = transform.width - rotated_boxes[:, 0]
+    rotated_boxes[:, 4] = -rotated_boxes[:, 4]
+    return rotated_boxes
+
+
+def Resize_rotated_box(transform: ResizeTransform, rotated_boxes: np.ndarray) -> np.ndarray:
+    """Scale (N, 5) XYWHA boxes by an anisotropic resize.
+
+    A box edge along direction (cos t, -sin t) becomes (sx cos t, -sy sin t), so the
+    sides stretch by the norms of those vectors and the angle follows the stretched
+    width direction.
+    """
+    sx = transform.new_w * 1.0 / transform.w
+    sy = transform.new_h * 1.0 / transform.h
+    rotated_boxes = np.asarray(rotated_boxes, dtype=np.float64).copy()
+    rotated_boxes[:, 0] *= sx
+    rotated_boxes[:, 1] *= sy
+    theta = np.deg2rad(rotated_boxes[:, 4])
+    c, s = np.cos(theta), np.sin(theta)
+    rotated_boxes[:, 2] *= np.sqrt(np.square(sx * c) + np.square(sy * s))
+    rotated_boxes[:, 3] *= np.sqrt(np.square(sx * s) + np.square(sy * c))
+    rotated_boxes[:, 4] = np.rad2deg(np.arctan2(sy * s, sx * c))
+    return rotated_boxes
+
+
+HFlipTransform.register_type("rotated_box", HFlip_rotated_box)
+ResizeTransform.register_type("rotated_box", Resize_rotated_box)
+NoOpTransform.register_type("rotated_box", lambda t, x: x)

@@ -1,0 +1,1 @@
+"""Command-line entry points (``python -m detectron2.tools.train_net``)."""

@@ -1,0 +1,285 @@
+"""GeneralizedRCNN and ProposalNetwork on a toy backbone. The ROI heads here are a small
+fake with upstream's interface; the real StandardROIHeads is tested with them elsewhere."""
+import sys
+import types
+
+import pytest
+import torch
+from rcnn_toys import ToyBackbone, toy_cfg, toy_inputs
+from torch import nn
+
+from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN, ProposalNetwork, build_model
+from detectron2.modeling.proposal_generator import RPN
+from detectron2.structures import Boxes, Instances
+from detectron2.utils.events import EventStorage
+
+PIXEL_MEAN = [103.53, 116.28, 123.675]
+PIXEL_STD = [57.375, 57.12, 58.395]
+
+
+class FakeROIHeads(nn.Module):
+    """Upstream's ROIHeads call interface: the top 5 proposals become detections."""
+
+    def __init__(self, channels: int = 8):
+        super().__init__()
+        self.score = nn.Linear(channels, 1)
+        self.seen_proposals = None
+
+    def forward(self, images, features, proposals, targets=None):
+        self.seen_proposals = proposals
+        pooled = features["p3"].mean(dim=(2, 3))  # (N, C)
+        if self.training:
+            if targets is None:
+                raise ValueError("FakeROIHeads needs targets in training")
+            return [], {"loss_fake": self.score(pooled).pow(2).mean()}
+        results = []
+        for p in proposals:
+            r = Instances(p.image_size)
+            r.pred_boxes = Boxes(p.proposal_boxes.tensor[:5].clone())
+            r.scores = p.objectness_logits[:5].sigmoid()
+            r.pred_classes = torch.zeros(len(r.scores), dtype=torch.int64, device=r.scores.device)
+            results.append(r)
+        return results, {}
+
+    def forward_with_given_boxes(self, features, instances):
+        for inst in instances:
+            inst.refined = torch.ones(len(inst), device=inst.pred_boxes.device)
+        return instances
+
+
+def _model(vis_period=0, proposal_generator="rpn", training=True, backbone=None):
+    torch.manual_seed(0)
+    backbone = backbone or ToyBackbone()
+    pg = RPN(toy_cfg(), backbone.output_shape()) if proposal_generator == "rpn" else None
+    model = GeneralizedRCNN(
+        backbone=backbone,
+        proposal_generator=pg,
+        roi_heads=FakeROIHeads(),
+        pixel_mean=PIXEL_MEAN,
+        pixel_std=PIXEL_STD,
+        input_format="BGR",
+        vis_period=vis_period,
+    )
+    return model.train(training)
+
+
+def test_training_returns_all_losses():
+    model = _model()
+    with EventStorage():
+        losses = model(toy_inputs())
+    assert set(losses) == {"loss_rpn_cls", "loss_rpn_loc", "loss_fake"}
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    assert model.backbone.stem.weight.grad.abs().sum() > 0
+    assert model.proposal_generator.rpn_head.anchor_deltas.weight.grad.abs().sum() > 0
+    # Proposals reach the ROI heads on the training top-k.
+    assert all(len(p) <= 50 for p in model.roi_heads.seen_proposals)
+
+
+def test_training_without_instances_raises():
+    model = _model()
+    with EventStorage(), pytest.raises(ValueError, match="instances"):
+        model(toy_inputs(with_instances=False))
+
+
+def test_inference_rescales_to_requested_size():
+    model = _model(training=False)
+    inputs = toy_inputs(with_instances=False)
+    with torch.no_grad():
+        raw = model.inference(inputs, do_postprocess=False)
+        outputs = model(inputs)
+    assert [set(o) for o in outputs] == [{"instances"}, {"instances"}]
+    first, second = outputs[0]["instances"], outputs[1]["instances"]
+    assert first.image_size == (128, 160)  # asked for twice the input size
+    assert second.image_size == (56, 48)  # no height/width: the input size
+    assert raw[0].image_size == (64, 80)
+    torch.testing.assert_close(first.pred_boxes.tensor, raw[0].pred_boxes.tensor * 2)
+    assert set(first.get_fields()) == {"pred_boxes", "scores", "pred_classes"}
+
+
+def test_inference_with_detected_instances():
+    model = _model(training=False)
+    det = Instances((64, 80), pred_boxes=Boxes(torch.tensor([[1.0, 2.0, 30.0, 40.0]])), pred_classes=torch.tensor([0]))
+    det2 = Instances((56, 48), pred_boxes=Boxes(torch.tensor([[1.0, 2.0, 20.0, 20.0]])), pred_classes=torch.tensor([0]))
+    with torch.no_grad():
+        out = model.inference(toy_inputs(with_instances=False), detected_instances=[det, det2])
+    assert out[0]["instances"].refined.tolist() == [1.0]
+    assert out[0]["instances"].pred_boxes.tensor.tolist() == [[2.0, 4.0, 60.0, 80.0]]
+
+
+def test_inference_in_training_mode_raises():
+    with pytest.raises(RuntimeError, match="eval"):
+        _model().inference(toy_inputs(with_instances=False))
+
+
+def test_preprocess_image_normalizes_and_pads():
+    model = _model()
+    inputs = toy_inputs(with_instances=False)
+    images = model.preprocess_image(inputs)
+    assert images.image_sizes == [(64, 80), (56, 48)]
+    assert images.tensor.shape == (2, 3, 64, 80)  # multiples of size_divisibility 8
+    expected = (inputs[1]["image"][:, 5, 7] - torch.tensor(PIXEL_MEAN)) / torch.tensor(PIXEL_STD)
+    torch.testing.assert_close(images.tensor[1, :, 5, 7], expected)
+    assert float(images.tensor[1, :, 60:, :].abs().sum()) == 0.0  # zero padding
+
+    odd = [{"image": torch.rand(3, 30, 41)}]
+    assert model.preprocess_image(odd).tensor.shape == (1, 3, 32, 48)
+
+
+class _SquareBackbone(ToyBackbone):
+    @property
+    def padding_constraints(self):
+        return {"square_size": 96}
+
+
+def test_preprocess_image_honours_padding_constraints():
+    model = _model(backbone=_SquareBackbone())
+    images = model.preprocess_image(toy_inputs(with_instances=False))
+    assert images.tensor.shape == (2, 3, 96, 96)
+
+
+def test_bad_inputs_raise_clear_errors():
+    model = _model(training=False)
+    with pytest.raises(ValueError, match=r"batched_inputs\[0\]\['image'\]"):
+        model([{"image": torch.rand(1, 32, 32)}])
+    with pytest.raises(ValueError, match=r"batched_inputs\[1\]"):
+        model([{"image": torch.rand(3, 32, 32)}, {"img": torch.rand(3, 32, 32)}])
+    with pytest.raises(TypeError, match="list of dicts"):
+        model({"image": torch.rand(3, 32, 32)})
+    with pytest.raises(ValueError, match="input_format"):
+        GeneralizedRCNN(
+            backbone=ToyBackbone(), proposal_generator=None, roi_heads=FakeROIHeads(),
+            pixel_mean=PIXEL_MEAN, pixel_std=PIXEL_STD, input_format=None, vis_period=10,
+        )
+    with pytest.raises(ValueError, match="pixel_mean"):
+        GeneralizedRCNN(
+            backbone=ToyBackbone(), proposal_generator=None, roi_heads=FakeROIHeads(),
+            pixel_mean=PIXEL_MEAN, pixel_std=[1.0],
+        )
+
+
+def test_precomputed_proposals():
+    model = _model(proposal_generator=None, training=False)
+    inputs = toy_inputs(with_instances=False)
+    for x, (h, w) in zip(inputs, [(64, 80), (56, 48)]):
+        x["proposals"] = Instances(
+            (h, w), proposal_boxes=Boxes(torch.tensor([[1.0, 1.0, 9.0, 9.0]])), objectness_logits=torch.tensor([3.0])
+        )
+    with torch.no_grad():
+        out = model(inputs)
+    assert out[1]["instances"].pred_boxes.tensor.tolist() == [[1.0, 1.0, 9.0, 9.0]]
+    for x in inputs:
+        del x["proposals"]
+    with pytest.raises(ValueError, match="proposals"):
+        model(inputs)
+
+
+def test_state_dict_keys_and_buffers():
+    model = _model()
+    keys = set(model.state_dict().keys())
+    assert "proposal_generator.rpn_head.conv.weight" in keys
+    assert "backbone.stem.weight" in keys and "roi_heads.score.weight" in keys
+    assert "pixel_mean" not in keys and "pixel_std" not in keys  # come from the config
+    assert model.pixel_mean.shape == (3, 1, 1)
+    assert model.device == torch.device("cpu")
+
+
+def test_visualization_only_when_vis_period_is_positive(monkeypatch):
+    calls = []
+    monkeypatch.setattr(GeneralizedRCNN, "visualize_training", lambda self, inputs, props: calls.append(len(props)))
+    with EventStorage() as storage:
+        _model(vis_period=0)(toy_inputs())
+        assert calls == []
+        model = _model(vis_period=2)
+        model(toy_inputs())  # iteration 0
+        storage.step()
+        model(toy_inputs())  # iteration 1: skipped
+    assert calls == [2]
+
+
+def test_generalized_rcnn_from_config(monkeypatch):
+    # Stand-in for detectron2.modeling.roi_heads, whatever the real one builds.
+    fake = types.ModuleType("detectron2.modeling.roi_heads")
+    fake.build_roi_heads = lambda cfg, input_shape: FakeROIHeads(input_shape["p3"].channels)
+    monkeypatch.setitem(sys.modules, "detectron2.modeling.roi_heads", fake)
+    cfg = toy_cfg()
+    cfg.MODEL.META_ARCHITECTURE = "GeneralizedRCNN"
+    cfg.INPUT.FORMAT = "RGB"
+    cfg.VIS_PERIOD = 7
+    cfg.MODEL.PIXEL_MEAN = [1.0, 2.0, 3.0]
+    cfg.MODEL.PIXEL_STD = [4.0, 5.0, 6.0]
+    model = build_model(cfg)
+    assert isinstance(model, GeneralizedRCNN)
+    assert isinstance(model.proposal_generator, RPN) and isinstance(model.roi_heads, FakeROIHeads)
+    assert (model.input_format, model.vis_period) == ("RGB", 7)
+    assert model.pixel_mean.flatten().tolist() == [1.0, 2.0, 3.0]
+    assert model.pixel_std.flatten().tolist() == [4.0, 5.0, 6.0]
+    cfg.MODEL.PROPOSAL_GENERATOR.NAME = "PrecomputedProposals"
+    assert build_model(cfg).proposal_generator is None
+
+
+def test_proposal_network_and_build_model():
+    cfg = toy_cfg()
+    model = build_model(cfg)
+    assert isinstance(model, ProposalNetwork) and model.training
+    assert model.device == torch.device("cpu")
+    assert set(model.state_dict()) >= {"proposal_generator.rpn_head.conv.weight", "backbone.stem.weight"}
+    with EventStorage():
+        losses = model(toy_inputs())
+    assert set(losses) == {"loss_rpn_cls", "loss_rpn_loc"}
+    model.eval()
+    with torch.no_grad():
+        out = model(toy_inputs(with_instances=False))
+    assert [set(o) for o in out] == [{"proposals"}, {"proposals"}]
+    assert out[0]["proposals"].image_size == (128, 160)
+    assert 0 < len(out[0]["proposals"]) <= cfg.MODEL.RPN.POST_NMS_TOPK_TEST
+
+
+def test_proposal_network_accepts_legacy_targets_key():
+    model = build_model(toy_cfg())
+    inputs = toy_inputs()
+    for x in inputs:
+        x["targets"] = x.pop("instances")
+    with EventStorage():
+        losses = model(inputs)
+    assert torch.isfinite(losses["loss_rpn_cls"])
+
+
+def test_build_model_uses_registry_and_device():
+    assert {"GeneralizedRCNN", "ProposalNetwork"} <= set(name for name, _ in META_ARCH_REGISTRY)
+    cfg = toy_cfg()
+    cfg.MODEL.META_ARCHITECTURE = "NoSuchArch"
+    with pytest.raises(KeyError, match="NoSuchArch"):
+        build_model(cfg)
+
+
+@pytest.mark.cuda
+def test_build_model_on_cuda_matches_cpu():
+    cfg = toy_cfg()
+    torch.manual_seed(0)
+    cpu_model = build_model(cfg).eval()
+    cfg.MODEL.DEVICE = "cuda"
+    gpu_model = build_model(cfg).eval()
+    gpu_model.load_state_dict(cpu_model.state_dict())
+    assert gpu_model.device.type == "cuda"
+    with torch.no_grad():
+        a = cpu_model(toy_inputs(with_instances=False))
+        b = gpu_model(toy_inputs(with_instances=False))  # CPU images are moved by the model
+    for x, y in zip(a, b):
+        torch.testing.assert_close(y["proposals"].proposal_boxes.tensor.cpu(), x["proposals"].proposal_boxes.tensor, atol=1e-3, rtol=1e-4)
+    gpu_model.train()
+    with EventStorage():
+        losses = gpu_model(toy_inputs())
+    assert all(v.device.type == "cuda" and torch.isfinite(v) for v in losses.values())
+
+
+@pytest.mark.cuda
+def test_generalized_rcnn_on_cuda():
+    model = _model().to("cuda")
+    with EventStorage():
+        losses = model(toy_inputs())
+    assert all(v.device.type == "cuda" for v in losses.values())
+    model.eval()
+    with torch.no_grad():
+        out = model(toy_inputs(with_instances=False))
+    assert out[0]["instances"].pred_boxes.device.type == "cuda"
