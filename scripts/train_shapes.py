@@ -112,11 +112,14 @@ class ShapesTrainer(DefaultTrainer):
 
     def resume_or_load(self, resume: bool = True) -> None:
         super().resume_or_load(resume)
-        if self.start_iter > 0:
-            per_rank = self.cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size()
-            size = len(DatasetCatalog.get(TRAIN))
-            sampler = _SkippingSampler(TrainingSampler(size, seed=self.cfg.SEED), self.start_iter * per_rank)
-            self._trainer.reset_data_loader(lambda: build_detection_train_loader(self.cfg, sampler=sampler))
+        # A sampler seeded by cfg.SEED that starts where the finished iterations stopped.
+        per_rank = self.cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size()
+        size = len(DatasetCatalog.get(TRAIN))
+        sampler = _SkippingSampler(TrainingSampler(size, seed=self.cfg.SEED), self.start_iter * per_rank)
+        # seed: the loader's own generator gives its workers' base seed, so that creating
+        # its iterator does not draw from the global RNG restored from the checkpoint.
+        loader = lambda: build_detection_train_loader(self.cfg, sampler=sampler, seed=self.cfg.SEED)  # noqa: E731
+        self._trainer.reset_data_loader(loader)
 
 
 def register(args: argparse.Namespace) -> None:
