@@ -3,7 +3,7 @@
 # whole test suite, the CUDA op tests under compute-sanitizer memcheck, the doctor and
 # the benchmarks. Logs go to $OUT (or ./gpu-logs). Used for the H100 runs recorded in
 # benchmarks/results/.
-#   usage: scripts/gpu_validate.sh [build|test|memcheck|doctor|bench|all]...
+#   usage: scripts/gpu_validate.sh [build|test|memcheck|doctor|bench|maskrcnn|all]...
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu-logs}
 mkdir -p "$OUT"
@@ -44,8 +44,15 @@ run_stage() {
       for b in $names; do
         echo "## benchmarks/bench_$b.py --device cuda"; timeout ${BENCH_TIMEOUT:-300} $PY "benchmarks/bench_$b.py" --device cuda 2>&1
       done | tee "$OUT/bench_cuda.md" | tail -150 ;;
+    maskrcnn)
+      # Mask R-CNN R50-FPN whole-model matrix: inference fp32/AMP/channels_last, training batch 2-16 AMP off/on.
+      { for opts in "" "--amp" "--amp --channels-last"; do
+          $PY benchmarks/bench_mask_rcnn.py --device cuda $opts; done
+        for b in 2 4 8 16; do for amp in "" "--amp"; do
+          $PY benchmarks/bench_mask_rcnn.py --device cuda --train --batch $b $amp; done; done
+      } 2>&1 | tee "$OUT/bench_mask_rcnn.md" | grep -v '^|---' ;;
     all)
-      for s in build test memcheck doctor bench; do run_stage "$s" || echo "stage $s failed ($?)"; done ;;
+      for s in build test memcheck doctor bench maskrcnn; do run_stage "$s" || echo "stage $s failed ($?)"; done ;;
     *) echo "unknown stage $1"; return 2 ;;
   esac
 }

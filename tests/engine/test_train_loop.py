@@ -1,6 +1,8 @@
 """TrainerBase / SimpleTrainer / AMPTrainer: hook order, metrics, errors, state."""
 import math
+import random
 
+import numpy as np
 import pytest
 import torch
 from engine_helpers import ToyModel, make_model_and_optimizer, toy_batches
@@ -165,6 +167,34 @@ def test_state_dict_round_trip():
     assert other.iter == 4
     momentum = trainer.optimizer.state_dict()["state"][0]["momentum_buffer"]
     assert torch.equal(other.optimizer.state_dict()["state"][0]["momentum_buffer"], momentum)
+
+
+def test_state_dict_carries_rng_states_that_a_weights_only_load_accepts(tmp_path):
+    trainer = _trainer()
+    trainer.train(0, 2)
+    state = trainer.state_dict()
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    torch.save(state, tmp_path / "state.pth")
+    state = torch.load(tmp_path / "state.pth", weights_only=True)
+
+    other = _trainer()
+    torch.manual_seed(123), np.random.seed(123), random.seed(123)
+    other.load_state_dict(state)
+    assert torch.equal(torch.rand(3), expected[0])
+    assert np.array_equal(np.random.rand(3), expected[1])
+    assert random.random() == expected[2]
+
+
+def test_state_from_upstream_without_rng_states_loads():
+    trainer = _trainer()
+    state = trainer.state_dict()
+    del state["rng_state"]
+    other = _trainer()
+    torch.manual_seed(5)
+    before = torch.rand(1)
+    torch.manual_seed(5)
+    other.load_state_dict(state)
+    assert torch.equal(torch.rand(1), before)  # the RNGs were left alone
 
 
 class _DtypeProbe(ToyModel):

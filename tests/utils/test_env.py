@@ -95,3 +95,15 @@ def test_config_package_names_are_public():
 
     assert config.CfgNode.__module__ == "detectron2.config"
     assert config.get_cfg.__module__ == "detectron2.config"
+
+
+def test_rng_state_round_trip_restores_every_generator():
+    env.seed_all_rng(7)
+    state = env.get_rng_state()
+    first = (random.random(), np.random.rand(2), torch.rand(2))
+    env.seed_all_rng(99)
+    env.set_rng_state(state)
+    again = (random.random(), np.random.rand(2), torch.rand(2))
+    assert first[0] == again[0]
+    assert np.array_equal(first[1], again[1])
+    assert torch.equal(first[2], again[2])

@@ -13,6 +13,7 @@ import torch
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 import detectron2.utils.comm as comm
+from detectron2.utils.env import get_rng_state, set_rng_state
 from detectron2.utils.events import EventStorage, get_event_storage
 from detectron2.utils.logger import _log_api_usage
 
@@ -322,11 +323,19 @@ class SimpleTrainer(TrainerBase):
     def state_dict(self) -> Dict[str, Any]:
         ret = super().state_dict()
         ret["optimizer"] = self.optimizer.state_dict()
+        # With the RNG states a single-process run resumes bit-exactly, given a data
+        # loader that resumes its sampling where it stopped and draws its base seed from
+        # its own generator (build_batch_data_loader's ``seed``), not the global RNG.
+        ret["rng_state"] = dict(get_rng_state(), world_size=comm.get_world_size())
         return ret
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         super().load_state_dict(state_dict)
         self.optimizer.load_state_dict(state_dict["optimizer"])
+        rng = state_dict.get("rng_state")  # absent in upstream's checkpoints
+        # Only the main process's states are saved: other ranks keep their own seeds.
+        if rng is not None and rng.get("world_size") == comm.get_world_size() == 1:
+            set_rng_state(rng)
 
     def after_train(self) -> None:
         try:

@@ -12,7 +12,7 @@ from typing import Any, Dict, Iterable, Optional
 import numpy as np
 import torch
 
-__all__ = ["seed_all_rng", "setup_environment", "setup_custom_environment", "TORCH_VERSION"]
+__all__ = ["seed_all_rng", "get_rng_state", "set_rng_state", "setup_environment", "setup_custom_environment", "TORCH_VERSION"]
 
 TORCH_VERSION = tuple(int(x) for x in torch.__version__.split(".")[:2])
 """(major, minor) of the running torch, for version checks like ``TORCH_VERSION >= (1, 10)``."""
@@ -37,6 +37,34 @@ def seed_all_rng(seed: Optional[int] = None) -> None:
     torch.manual_seed(seed)
     random.seed(seed)
     os.environ["PYTHONHASHSEED"] = str(seed)
+
+
+def get_rng_state() -> Dict[str, Any]:
+    """The states of python's, numpy's and torch's (CPU and CUDA) global RNGs, made of
+    tensors and plain Python values only, so that a weights-only ``torch.load`` reads
+    them back (checkpoints store them to make a resumed training run exact)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, py_state, py_gauss = random.getstate()
+    state: Dict[str, Any] = {
+        "python": [version, list(py_state), py_gauss],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Dict[str, Any]) -> None:
+    """Restore RNG states captured by :func:`get_rng_state`."""
+    version, py_state, py_gauss = state["python"]
+    random.setstate((version, tuple(py_state), py_gauss))
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    cuda_states = state.get("cuda")
+    if cuda_states is not None and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda_states)
 
 
 def _import_file(module_name: str, file_path: str, make_importable: bool = False) -> ModuleType:
