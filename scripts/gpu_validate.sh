@@ -3,7 +3,7 @@
 # whole test suite, the CUDA op tests under compute-sanitizer memcheck, the doctor and
 # the benchmarks. Logs go to $OUT (or ./gpu-logs). Used for the H100 runs recorded in
 # benchmarks/results/.
-#   usage: scripts/gpu_validate.sh [build|test|memcheck|doctor|bench|maskrcnn|all]...
+#   usage: scripts/gpu_validate.sh [build|test|memcheck|doctor|bench|maskrcnn|shapes|shapes_cpu|all]...
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu-logs}
 mkdir -p "$OUT"
@@ -51,6 +51,28 @@ run_stage() {
         for b in 2 4 8 16; do for amp in "" "--amp"; do
           $PY benchmarks/bench_mask_rcnn.py --device cuda --train --batch $b $amp; done; done
       } 2>&1 | tee "$OUT/bench_mask_rcnn.md" | grep -v '^|---' ;;
+    shapes)
+      # End to end on the generated shapes: the full-size R50-FPN on the GPU (fp32 and AMP),
+      # the CI test's small CPU model, and 1 vs 2 processes (NCCL on GPUs, gloo on CPU).
+      local gpus; gpus=$($PY -c 'import torch; print(torch.cuda.device_count())')
+      local runs=("gpu_r50 --device cuda --full-size --iters ${SHAPES_ITERS:-1000} --batch 16"
+                  "gpu_r50_amp --device cuda --full-size --iters ${SHAPES_ITERS:-1000} --batch 16 --amp")
+      [ "$gpus" -ge 2 ] && runs+=("gpu_r50_2gpu --device cuda --num-gpus 2 --full-size --iters ${SHAPES_ITERS:-1000} --batch 32")
+      for r in "${runs[@]}"; do
+        set -- $r; local name=$1; shift
+        /usr/bin/time -f "$name wall %es" $PY scripts/train_shapes.py --output /tmp/shapes/$name --data /tmp/shapes/data "$@" \
+          > "$OUT/shapes_$name.log" 2>&1
+        tail -2 "$OUT/shapes_$name.log"; cp /tmp/shapes/$name/metrics.json "$OUT/shapes_$name.metrics.json" 2>/dev/null
+        grep "iter:" /tmp/shapes/$name/log.txt | tail -1 | cut -c1-400
+      done ;;
+    shapes_cpu)
+      # The CI test's setting (small model, CPU) and its 2-process gloo version, each on 4 cores.
+      for r in "cpu_small" "cpu_small_2proc --num-gpus 2"; do
+        set -- $r; local name=$1; shift
+        OMP_NUM_THREADS=4 /usr/bin/time -f "$name wall %es" $PY scripts/train_shapes.py --output /tmp/shapes/$name \
+          --data /tmp/shapes/data_cpu "$@" > "$OUT/shapes_$name.log" 2>&1
+        tail -2 "$OUT/shapes_$name.log"; cp /tmp/shapes/$name/metrics.json "$OUT/shapes_$name.metrics.json" 2>/dev/null
+      done ;;
     all)
       for s in build test memcheck doctor bench maskrcnn; do run_stage "$s" || echo "stage $s failed ($?)"; done ;;
     *) echo "unknown stage $1"; return 2 ;;

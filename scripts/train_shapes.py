@@ -41,7 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--num-gpus", type=int, default=1, help="processes to launch (CPU: gloo processes)")
     parser.add_argument("--iters", type=int, default=300, help="training iterations")
-    parser.add_argument("--batch", type=int, default=8, help="images per iteration, all processes together")
+    parser.add_argument("--batch", type=int, default=4, help="images per iteration, all processes together")
     parser.add_argument("--train-images", type=int, default=400)
     parser.add_argument("--val-images", type=int, default=100)
     parser.add_argument("--image-size", type=int, default=128)
@@ -64,8 +64,11 @@ def shapes_cfg(args: argparse.Namespace) -> CfgNode:
     cfg.MODEL.ROI_HEADS.NUM_CLASSES = 3
     cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 128
     cfg.MODEL.RPN.BATCH_SIZE_PER_IMAGE = 128
-    cfg.MODEL.RPN.POST_NMS_TOPK_TRAIN = 500
-    cfg.MODEL.RPN.POST_NMS_TOPK_TEST = 300
+    # At most 4 shapes an image: far fewer proposals than COCO's 1000 suffice.
+    cfg.MODEL.RPN.PRE_NMS_TOPK_TRAIN = 1000
+    cfg.MODEL.RPN.PRE_NMS_TOPK_TEST = 500
+    cfg.MODEL.RPN.POST_NMS_TOPK_TRAIN = 300
+    cfg.MODEL.RPN.POST_NMS_TOPK_TEST = 200
     # Shapes span 1/8..1/3 of the image side: anchors from 8 px on p2 to 128 px on p6.
     cfg.MODEL.ANCHOR_GENERATOR.SIZES = [[8], [16], [32], [64], [128]]
     if not args.full_size:
