@@ -11,6 +11,7 @@ and 2000 (train), post-NMS 1000. --quick uses a 128x192 image.
 Usage: python benchmarks/bench_rpn.py [--device cuda] [--quick]
 """
 import os
+import statistics
 import sys
 
 import torch
@@ -71,6 +72,15 @@ def _reference_forward(rpn: RPN, images: ImageList, features):
     )
 
 
+def _alternating(ours, ref, device: str, iters: int):
+    """Median ms of each, timed in alternation so that load changes on a shared machine
+    hit both sides alike."""
+    for fn in (ours, ref):
+        time_fn(fn, device, warmup=1, iters=1)
+    samples = [(time_fn(ours, device, warmup=0, iters=1), time_fn(ref, device, warmup=0, iters=1)) for _ in range(iters)]
+    return statistics.median(a for a, _ in samples), statistics.median(b for _, b in samples)
+
+
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0])
     device = args.device
@@ -87,20 +97,16 @@ def main() -> None:
 
     rows = []
     for label, pre_topk in (("test", 1000), ("train", 2000)):
-        ours = time_fn(
+        ours, ref = _alternating(
             lambda: find_top_rpn_proposals(proposals, logits, sizes, 0.7, pre_topk, 1000, 0.0, False),
-            device, iters=args.iters,
-        )
-        ref = time_fn(
             lambda: reference_find_top_rpn_proposals(proposals, logits, sizes, 0.7, pre_topk, 1000, 0.0, False),
-            device, iters=args.iters,
+            device, args.iters,
         )
         rows.append([f"find_top_rpn_proposals ({label}: pre {pre_topk}, post 1000)", ours, ref, ours / ref])
 
-    iters = max(2, args.iters // 4) if device == "cpu" else args.iters
+    iters = max(3, args.iters // 4) if device == "cpu" else args.iters
     with torch.no_grad():
-        ours = time_fn(lambda: rpn(images, features), device, warmup=1, iters=iters)
-        ref = time_fn(lambda: _reference_forward(rpn, images, features), device, warmup=1, iters=iters)
+        ours, ref = _alternating(lambda: rpn(images, features), lambda: _reference_forward(rpn, images, features), device, iters)
     rows.append(["RPN forward (head + anchors + decode + selection, test)", ours, ref, ours / ref])
     print_table(rows, ["case", "ours ms", "reference ms", "ours/reference"])
 

@@ -1,5 +1,6 @@
-"""GeneralizedRCNN and ProposalNetwork on a toy backbone. The ROI heads here are a small
-fake with upstream's interface; the real StandardROIHeads is tested with them elsewhere."""
+"""GeneralizedRCNN and ProposalNetwork on a toy backbone: most tests use a small fake
+ROI head with upstream's interface (to test the meta-architecture alone); a tiny Mask
+R-CNN with the real StandardROIHeads runs end to end."""
 import sys
 import types
 
@@ -8,9 +9,15 @@ import torch
 from rcnn_toys import ToyBackbone, toy_cfg, toy_inputs
 from torch import nn
 
-from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN, ProposalNetwork, build_model
+from detectron2.modeling import (
+    META_ARCH_REGISTRY,
+    GeneralizedRCNN,
+    ProposalNetwork,
+    StandardROIHeads,
+    build_model,
+)
 from detectron2.modeling.proposal_generator import RPN
-from detectron2.structures import Boxes, Instances
+from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.events import EventStorage
 
 PIXEL_MEAN = [103.53, 116.28, 123.675]
@@ -197,25 +204,106 @@ def test_visualization_only_when_vis_period_is_positive(monkeypatch):
     assert calls == [2]
 
 
-def test_generalized_rcnn_from_config(monkeypatch):
-    # Stand-in for detectron2.modeling.roi_heads, whatever the real one builds.
-    fake = types.ModuleType("detectron2.modeling.roi_heads")
-    fake.build_roi_heads = lambda cfg, input_shape: FakeROIHeads(input_shape["p3"].channels)
-    monkeypatch.setitem(sys.modules, "detectron2.modeling.roi_heads", fake)
+class _FakeVisualizer:
+    """Stand-in for detectron2.utils.visualizer.Visualizer: records the boxes it draws."""
+
+    drawn = []
+
+    def __init__(self, img, metadata=None):
+        self.img = img
+
+    def overlay_instances(self, boxes=None):
+        _FakeVisualizer.drawn.append(len(boxes))
+        return self
+
+    def get_image(self):
+        return self.img
+
+
+def test_visualize_training_stores_gt_beside_proposals(monkeypatch):
+    vis = types.ModuleType("detectron2.utils.visualizer")
+    vis.Visualizer = _FakeVisualizer
+    utils = types.ModuleType("detectron2.data.detection_utils")
+    utils.convert_image_to_rgb = lambda img, fmt: img.numpy()[:, :, ::-1]
+    monkeypatch.setitem(sys.modules, "detectron2.utils.visualizer", vis)
+    monkeypatch.setitem(sys.modules, "detectron2.data.detection_utils", utils)
+    _FakeVisualizer.drawn = []
+    model = _model(vis_period=1)
+    with EventStorage() as storage:
+        model(toy_inputs())
+        images = storage._vis_data
+    assert len(images) == 1
+    name, img, _ = images[0]
+    assert "GT" in name and "proposals" in name
+    assert img.shape == (3, 64, 160)  # the first image twice, side by side, CHW
+    assert _FakeVisualizer.drawn == [2, 20]  # 2 gt boxes, then the top 20 proposals
+
+
+def _mask_rcnn_cfg():
+    """A tiny Mask R-CNN: the toy backbone, RPN and StandardROIHeads with box and mask heads."""
     cfg = toy_cfg()
     cfg.MODEL.META_ARCHITECTURE = "GeneralizedRCNN"
+    cfg.MODEL.MASK_ON = True
+    cfg.MODEL.ROI_HEADS.NAME = "StandardROIHeads"
+    cfg.MODEL.ROI_HEADS.IN_FEATURES = ["p2", "p3"]
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = 3
+    cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 32
+    cfg.MODEL.ROI_BOX_HEAD.NAME = "FastRCNNConvFCHead"
+    cfg.MODEL.ROI_BOX_HEAD.NUM_FC = 1
+    cfg.MODEL.ROI_BOX_HEAD.FC_DIM = 16
+    cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION = 4
+    cfg.MODEL.ROI_MASK_HEAD.NAME = "MaskRCNNConvUpsampleHead"
+    cfg.MODEL.ROI_MASK_HEAD.NUM_CONV = 1
+    cfg.MODEL.ROI_MASK_HEAD.CONV_DIM = 8
+    cfg.MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION = 4
+    return cfg
+
+
+def _with_box_masks(inputs):
+    for x in inputs:
+        inst = x["instances"]
+        masks = torch.zeros(len(inst), *inst.image_size, dtype=torch.bool)
+        for i, (x0, y0, x1, y1) in enumerate(inst.gt_boxes.tensor.long().tolist()):
+            masks[i, y0:y1, x0:x1] = True
+        inst.gt_masks = BitMasks(masks)
+    return inputs
+
+
+def test_generalized_rcnn_from_config():
+    cfg = _mask_rcnn_cfg()
     cfg.INPUT.FORMAT = "RGB"
     cfg.VIS_PERIOD = 7
     cfg.MODEL.PIXEL_MEAN = [1.0, 2.0, 3.0]
     cfg.MODEL.PIXEL_STD = [4.0, 5.0, 6.0]
     model = build_model(cfg)
     assert isinstance(model, GeneralizedRCNN)
-    assert isinstance(model.proposal_generator, RPN) and isinstance(model.roi_heads, FakeROIHeads)
+    assert isinstance(model.proposal_generator, RPN) and isinstance(model.roi_heads, StandardROIHeads)
     assert (model.input_format, model.vis_period) == ("RGB", 7)
     assert model.pixel_mean.flatten().tolist() == [1.0, 2.0, 3.0]
     assert model.pixel_std.flatten().tolist() == [4.0, 5.0, 6.0]
     cfg.MODEL.PROPOSAL_GENERATOR.NAME = "PrecomputedProposals"
     assert build_model(cfg).proposal_generator is None
+
+
+def test_mask_rcnn_end_to_end():
+    torch.manual_seed(0)
+    model = build_model(_mask_rcnn_cfg())
+    with EventStorage():
+        losses = model(_with_box_masks(toy_inputs()))
+    assert set(losses) == {"loss_cls", "loss_box_reg", "loss_mask", "loss_rpn_cls", "loss_rpn_loc"}
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    assert model.backbone.stem.weight.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        out = model(toy_inputs(with_instances=False))
+        det = model.inference(toy_inputs(with_instances=False), do_postprocess=False)
+        again = model.inference(toy_inputs(with_instances=False), detected_instances=det)
+    inst = out[0]["instances"]
+    assert set(inst.get_fields()) == {"pred_boxes", "scores", "pred_classes", "pred_masks"}
+    assert inst.image_size == (128, 160)
+    assert inst.pred_masks.shape[1:] == (128, 160)
+    assert len(again[0]["instances"]) == len(det[0])
 
 
 def test_proposal_network_and_build_model():
@@ -257,9 +345,10 @@ def test_build_model_uses_registry_and_device():
 def test_build_model_on_cuda_matches_cpu():
     cfg = toy_cfg()
     torch.manual_seed(0)
-    cpu_model = build_model(cfg).eval()
+    # float64: no TF32 convolutions, so both devices make the same top-k and NMS choices.
+    cpu_model = build_model(cfg).eval().double()
     cfg.MODEL.DEVICE = "cuda"
-    gpu_model = build_model(cfg).eval()
+    gpu_model = build_model(cfg).eval().double()
     gpu_model.load_state_dict(cpu_model.state_dict())
     assert gpu_model.device.type == "cuda"
     with torch.no_grad():
@@ -283,3 +372,18 @@ def test_generalized_rcnn_on_cuda():
     with torch.no_grad():
         out = model(toy_inputs(with_instances=False))
     assert out[0]["instances"].pred_boxes.device.type == "cuda"
+
+
+@pytest.mark.cuda
+def test_mask_rcnn_end_to_end_on_cuda():
+    cfg = _mask_rcnn_cfg()
+    cfg.MODEL.DEVICE = "cuda"
+    model = build_model(cfg)
+    with EventStorage():
+        losses = model(_with_box_masks(toy_inputs()))
+    assert all(v.device.type == "cuda" and torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    model.eval()
+    with torch.no_grad():
+        out = model(toy_inputs(with_instances=False))
+    assert out[0]["instances"].pred_masks.device.type == "cuda"

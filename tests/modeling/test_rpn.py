@@ -399,6 +399,15 @@ def test_find_top_matches_reference(min_size):
         torch.testing.assert_close(res.objectness_logits, scores)
 
 
+def test_find_top_half_precision_logits():
+    boxes, scores = _random_level(2, 300, 100, seed=4)
+    ref = find_top_rpn_proposals([boxes], [scores.half().float()], [(100, 100)] * 2, 0.7, 100, 50, 0.0, False)
+    half = find_top_rpn_proposals([boxes], [scores.half()], [(100, 100)] * 2, 0.7, 100, 50, 0.0, False)
+    for a, b in zip(ref, half):
+        assert b.objectness_logits.dtype == torch.float16
+        assert torch.equal(a.proposal_boxes.tensor, b.proposal_boxes.tensor)
+
+
 def test_find_top_non_contiguous_inputs():
     boxes, scores = _random_level(2, 300, 100, seed=3)
     strided_boxes = boxes.transpose(0, 1).contiguous().transpose(0, 1)
@@ -452,8 +461,9 @@ def test_add_ground_truth_carries_shared_fields_and_checks_input():
 
 @pytest.mark.cuda
 def test_rpn_cuda_matches_cpu():
-    rpn = _rpn(training=False)
-    feats = _features()
+    # float64: no TF32 convolutions, so both devices make the same top-k and NMS choices.
+    rpn = _rpn(training=False).double()
+    feats = {k: v.double() for k, v in _features().items()}
     cpu, _ = rpn(_images(), feats)
     rpn_cuda = rpn.to("cuda")
     gpu, _ = rpn_cuda(_images().to("cuda"), {k: v.cuda() for k, v in feats.items()})

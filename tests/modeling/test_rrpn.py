@@ -146,8 +146,9 @@ def test_rrpn_rejects_axis_aligned_options():
 
 @pytest.mark.cuda
 def test_rrpn_cuda_matches_cpu():
-    rrpn = _rrpn(training=False)
-    feats = _features()
+    # float64: no TF32 convolutions, so both devices make the same top-k and NMS choices.
+    rrpn = _rrpn(training=False).double()
+    feats = {k: v.double() for k, v in _features().items()}
     cpu, _ = rrpn(_images(), feats)
     gpu, _ = rrpn.to("cuda")(_images().to("cuda"), {k: v.cuda() for k, v in feats.items()})
     for a, b in zip(cpu, gpu):

@@ -15,6 +15,7 @@ from detectron2.utils.logger import log_first_n
 from ..backbone import Backbone, build_backbone
 from ..postprocessing import detector_postprocess
 from ..proposal_generator import build_proposal_generator
+from ..roi_heads import build_roi_heads
 from .build import META_ARCH_REGISTRY
 
 __all__ = ["GeneralizedRCNN", "ProposalNetwork"]
@@ -124,9 +125,6 @@ class GeneralizedRCNN(nn.Module):
 
     @classmethod
     def from_config(cls, cfg):
-        # Imported on use: GeneralizedRCNN itself accepts any roi_heads module.
-        from ..roi_heads import build_roi_heads
-
         ret = _backbone_and_proposals_from_config(cfg)
         ret.update(
             roi_heads=build_roi_heads(cfg, ret["backbone"].output_shape()),

@@ -81,7 +81,8 @@ def _select_one_image(
     keep = boxes.nonempty(threshold=min_box_size)
     if _is_tracing() or keep.sum().item() != len(boxes):
         boxes, scores, levels = boxes[keep], scores[keep], levels[keep]
-    keep = nms_fn(boxes.tensor, scores, levels, nms_thresh)
+    # Boxes are float32; half-precision logits (e.g. a .half() head) must match them in NMS.
+    keep = nms_fn(boxes.tensor, scores.float(), levels, nms_thresh)
     keep = keep[:post_nms_topk]  # NMS returns indices by decreasing score
     result = Instances(image_size)
     result.proposal_boxes = boxes[keep]
