@@ -10,5 +10,6 @@ from .resnet import (
     make_stage,
     BottleneckBlock,
 )
+from .vit import ViT, SimpleFeaturePyramid, get_vit_lr_decay_rate
 
 __all__ = [k for k in globals().keys() if not k.startswith("_")]
