@@ -235,7 +235,7 @@ class ViT(Backbone):
         else:
             self.pos_embed = None
 
-        dpr = [v.item() for v in torch.linspace(0, drop_path_rate, depth)]
+        dpr = [v.item() for v in torch.linspace(0, drop_path_rate, depth, device="cpu")]
         self.blocks = nn.ModuleList()
         for i in range(depth):
             self.blocks.append(
