@@ -11,5 +11,6 @@ from .resnet import (
     BottleneckBlock,
 )
 from .vit import ViT, SimpleFeaturePyramid, get_vit_lr_decay_rate
+from .mvit import MViT
 
 __all__ = [k for k in globals().keys() if not k.startswith("_")]
