@@ -60,7 +60,8 @@ def test_swin_state_dict_keys():
     assert keys["layers.0.downsample.norm.weight"] == (32,)
     assert "layers.3.downsample.reduction.weight" not in keys
     assert keys["layers.3.blocks.0.attn.relative_position_bias_table"] == (49, 4)
-    assert sorted(k for k in keys if k.startswith("norm")) == ["norm1.bias", "norm1.weight", "norm3.bias", "norm3.weight"]
+    norms = sorted(k for k in keys if k.startswith("norm"))
+    assert norms == ["norm1.bias", "norm1.weight", "norm3.bias", "norm3.weight"]
     assert list(model(torch.randn(1, 3, 64, 64))) == ["p1", "p3"]
 
 

@@ -9,7 +9,16 @@ import torch.utils.checkpoint
 from torch import nn
 
 from .backbone import Backbone
-from .utils import DropPath, Mlp, PatchEmbed, decomposed_rel_pos_bias, get_abs_pos, window_partition, window_unpartition
+from .utils import (
+    DropPath,
+    Mlp,
+    PatchEmbed,
+    decomposed_rel_pos_bias,
+    get_abs_pos,
+    init_transformer_weights,
+    window_partition,
+    window_unpartition,
+)
 
 __all__ = ["MViT"]
 
@@ -317,17 +326,7 @@ class MViT(Backbone):
 
         if self.pos_embed is not None:
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.constant_(m.bias, 0)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.constant_(m.bias, 0)
-            nn.init.constant_(m.weight, 1.0)
+        self.apply(init_transformer_weights)
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         if x.dim() != 4 or x.shape[1] != self.in_chans:

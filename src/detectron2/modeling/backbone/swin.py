@@ -9,7 +9,7 @@ import torch.utils.checkpoint
 from torch import nn
 
 from .backbone import Backbone
-from .utils import DropPath, Mlp, window_partition, window_unpartition
+from .utils import DropPath, Mlp, init_transformer_weights, window_partition, window_unpartition
 
 __all__ = ["SwinTransformer"]
 
@@ -312,7 +312,9 @@ class SwinTransformer(Backbone):
         """
         super().__init__()
         if len(depths) != len(num_heads):
-            raise ValueError(f"SwinTransformer: depths {tuple(depths)} and num_heads {tuple(num_heads)} differ in length")
+            raise ValueError(
+                f"SwinTransformer: depths {tuple(depths)} and num_heads {tuple(num_heads)} differ in length"
+            )
         self.pretrain_img_size = pretrain_img_size
         self.num_layers = len(depths)
         self.embed_dim = embed_dim
@@ -363,22 +365,12 @@ class SwinTransformer(Backbone):
         self._out_feature_strides = {f"p{i}": patch_size * 2**i for i in self.out_indices}
         self._size_divisibility = 32
 
-        self.apply(self._init_weights)
+        self.apply(init_transformer_weights)
         self._freeze_stages()
 
     @property
     def size_divisibility(self) -> int:
         return self._size_divisibility
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.constant_(m.bias, 0)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.constant_(m.bias, 0)
-            nn.init.constant_(m.weight, 1.0)
 
     def _freeze_stages(self) -> None:
         frozen: List[nn.Module] = []

@@ -194,6 +194,18 @@ class Mlp(nn.Module):
         return self.drop2(self.fc2(x))
 
 
+def init_transformer_weights(m: nn.Module) -> None:
+    """The usual transformer initialisation (for ``module.apply``): truncated-normal
+    Linear weights (std 0.02) with zero biases, unit LayerNorms."""
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.constant_(m.bias, 0)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.constant_(m.bias, 0)
+        nn.init.constant_(m.weight, 1.0)
+
+
 def drop_path(x: torch.Tensor, drop_prob: float = 0.0, training: bool = False) -> torch.Tensor:
     """Stochastic depth: zero whole samples of a residual branch with probability
     ``drop_prob`` during training, scaling the kept ones by 1 / (1 - drop_prob)."""

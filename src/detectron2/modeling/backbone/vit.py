@@ -19,6 +19,7 @@ from .utils import (
     PatchEmbed,
     decomposed_rel_pos_bias,
     get_abs_pos,
+    init_transformer_weights,
     window_partition,
     window_unpartition,
 )
@@ -226,7 +227,10 @@ class ViT(Backbone):
         self.use_act_checkpoint = use_act_checkpoint
 
         self.patch_embed = PatchEmbed(
-            kernel_size=(patch_size, patch_size), stride=(patch_size, patch_size), in_chans=in_chans, embed_dim=embed_dim
+            kernel_size=(patch_size, patch_size),
+            stride=(patch_size, patch_size),
+            in_chans=in_chans,
+            embed_dim=embed_dim,
         )
         if use_abs_pos:
             num_patches = (pretrain_img_size // patch_size) * (pretrain_img_size // patch_size)
@@ -261,17 +265,7 @@ class ViT(Backbone):
 
         if self.pos_embed is not None:
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.constant_(m.bias, 0)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.constant_(m.bias, 0)
-            nn.init.constant_(m.weight, 1.0)
+        self.apply(init_transformer_weights)
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 4:
