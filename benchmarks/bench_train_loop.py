@@ -10,12 +10,15 @@ Cases (ours vs. peer, same process, same model, data and optimizer):
 - The same with async_write_metrics=True (metrics written in a background thread).
 - AMPTrainer (bf16 on CPU, fp16 on CUDA) vs. a plain autocast + GradScaler loop.
 The model returns five losses, as Mask R-CNN does. Two sizes: a tiny MLP (the loop's
-overhead dominates) and a small conv net on 2 images (compute dominates).
+overhead dominates) and a small conv net on 2 images (compute dominates). The runs of
+ours and the peer alternate, and medians are reported, so that load changes on a shared
+machine hit both sides alike.
 
 Usage: python benchmarks/bench_train_loop.py [--device cuda] [--quick]
 """
 import logging
 import os
+import statistics
 import sys
 import tempfile
 
@@ -63,10 +66,10 @@ class _Repeat:
             yield self.batch
 
 
-def _setup(conv: bool, device: str):
+def _setup(conv: bool, device: str, image_size: int):
     torch.manual_seed(0)
     model = _Model(conv).to(device)
-    shape = (2, 3, 128, 128) if conv else (16, 16)
+    shape = (2, 3, image_size, image_size) if conv else (16, 16)
     batch = torch.randn(*shape, device=device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
     return model, _Repeat(batch), opt
@@ -99,8 +102,8 @@ def _default_hooks(opt, out_dir, n):
     return [hooks.IterationTimer(), hooks.LRScheduler(opt, sched), hooks.PeriodicWriter(writers, period=20)]
 
 
-def _case(conv, device, n, iters, kind, out_dir):
-    model, loader, opt = _setup(conv, device)
+def _case(conv, device, n, iters, kind, out_dir, image_size):
+    model, loader, opt = _setup(conv, device, image_size)
     amp = None
     if kind == "amp":
         dtype = torch.float16 if device == "cuda" else torch.bfloat16
@@ -119,22 +122,33 @@ def _case(conv, device, n, iters, kind, out_dir):
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[10**9]) if kind.startswith("hooks") else None
         _plain_loop(model, loader, opt, n, scheduler=sched, amp=amp)
 
-    t_ours = time_fn(ours, device=device, warmup=1, iters=iters) / n
-    t_peer = time_fn(peer, device=device, warmup=1, iters=iters) / n
-    return t_ours, t_peer
+    return _interleaved(ours, peer, device, iters, n)
+
+
+def _interleaved(ours, peer, device, iters, n):
+    """Median ms/iteration of each, alternating the two runs so that a change in the
+    machine's load hits both sides alike."""
+    ours()
+    peer()  # warmup
+    t_ours, t_peer = [], []
+    for _ in range(iters):
+        t_ours.append(time_fn(ours, device=device, warmup=0, iters=1))
+        t_peer.append(time_fn(peer, device=device, warmup=0, iters=1))
+    return statistics.median(t_ours) / n, statistics.median(t_peer) / n
 
 
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0])
     # The console writer would flood the output; the table is what matters here.
     logging.getLogger("detectron2").setLevel(logging.WARNING)
-    n = 40 if args.quick else 200
+    n = 10 if args.quick else 100
+    image_size = 64 if args.quick else 128
     print(f"# train loop overhead on {describe_device(args.device)}, {n} iterations per run\n")
     rows = []
     with tempfile.TemporaryDirectory() as out_dir:
-        for conv, size in [(False, "tiny MLP, batch 16"), (True, "conv net, 2x3x128x128")]:
+        for conv, size in [(False, "tiny MLP, batch 16"), (True, f"conv net, 2x3x{image_size}x{image_size}")]:
             for kind in ["bare", "hooks", "hooks+async", "amp"]:
-                ours, peer = _case(conv, args.device, n, args.iters, kind, out_dir)
+                ours, peer = _case(conv, args.device, n, args.iters, kind, out_dir, image_size)
                 rows.append([size, kind, ours, peer, (ours - peer) * 1e3, ours / peer])
     print_table(rows, ["model", "trainer", "ours ms/iter", "plain loop ms/iter", "overhead us/iter", "ratio"])
 

@@ -375,3 +375,41 @@ def test_train_net_cli_help(capsys):
     assert info.value.code == 0
     out = capsys.readouterr().out
     assert "--config-file" in out and "--dist-url" in out and "--eval-only" in out
+
+
+# ------------------------------------------------------------------ default evaluators
+@pytest.mark.parametrize(
+    "evaluator_type,expected",
+    [
+        ("coco", ["COCOEvaluator"]),
+        ("sem_seg", ["SemSegEvaluator"]),
+        ("coco_panoptic_seg", ["SemSegEvaluator", "COCOEvaluator", "COCOPanopticEvaluator"]),
+        ("lvis", ["LVISEvaluator"]),
+        ("pascal_voc", ["PascalVOCDetectionEvaluator"]),
+        ("cityscapes_instance", ["CityscapesInstanceEvaluator"]),
+        ("cityscapes_sem_seg", ["CityscapesSemSegEvaluator"]),
+        ("something_else", []),
+    ],
+)
+def test_build_evaluator_by_evaluator_type(evaluator_type, expected, monkeypatch, tmp_path):
+    import detectron2.evaluation as ev
+    from detectron2.data import MetadataCatalog
+
+    class Fake(DatasetEvaluator):
+        def __init__(self, name, *args, **kwargs):
+            self.name, self.args, self.kwargs = name, args, kwargs
+
+    for cls_name in ["COCOEvaluator", "SemSegEvaluator", "COCOPanopticEvaluator", "LVISEvaluator",
+                     "PascalVOCDetectionEvaluator", "CityscapesInstanceEvaluator", "CityscapesSemSegEvaluator"]:
+        monkeypatch.setattr(ev, cls_name, type(cls_name, (Fake,), {}))
+    dataset = f"_engine_test_{evaluator_type}"
+    MetadataCatalog.get(dataset).set(evaluator_type=evaluator_type)
+    cfg = get_cfg()
+    cfg.OUTPUT_DIR = str(tmp_path)
+    evaluator = DefaultTrainer.build_evaluator(cfg, dataset)
+    if not expected:
+        assert evaluator is None
+        return
+    parts = evaluator._evaluators if len(expected) > 1 else [evaluator]
+    assert [type(e).__name__ for e in parts] == expected
+    assert all(e.name == dataset for e in parts)

@@ -12,6 +12,7 @@ PAIRS = [
     ("common/models/keypoint_rcnn_fpn.py", "COCO-Keypoints/keypoint_rcnn_R_50_FPN_1x.yaml"),
     ("common/models/cascade_rcnn.py", "Misc/cascade_mask_rcnn_R_50_FPN_1x.yaml"),
     ("common/models/retinanet.py", "COCO-Detection/retinanet_R_50_FPN_1x.yaml"),
+    ("common/models/panoptic_fpn.py", "COCO-PanopticSegmentation/panoptic_fpn_R_50_1x.yaml"),
 ]
 
 
@@ -55,6 +56,7 @@ TOP_LEVEL = [
     "COCO-Keypoints/keypoint_rcnn_R_50_FPN_1x.py",
     "COCO-Detection/retinanet_R_50_FPN_1x.py",
     "COCO-Detection/fcos_R_50_FPN_1x.py",
+    "COCO-PanopticSegmentation/panoptic_fpn_R_50_1x.py",
 ]
 
 
@@ -63,9 +65,9 @@ def test_training_configs_have_all_parts(name):
     cfg = model_zoo.get_config(name)
     assert set(cfg.keys()) >= {"model", "dataloader", "optimizer", "lr_multiplier", "train"}
     assert cfg.train.init_checkpoint == "detectron2://ImageNetPretrained/MSRA/R-50.pkl"
-    assert cfg.optimizer.lr == (0.02 if "rcnn" in name else 0.01)
+    assert cfg.optimizer.lr == (0.01 if ("retinanet" in name or "fcos" in name) else 0.02)
     assert cfg.dataloader.train.total_batch_size == 16
-    assert cfg.dataloader.train.mapper.use_instance_mask == ("mask_rcnn" in name)
+    assert cfg.dataloader.train.mapper.use_instance_mask == ("mask_rcnn" in name or "panoptic" in name)
     if "fcos" in name:  # upstream published no FCOS checkpoint
         with pytest.raises(RuntimeError, match="no published checkpoint"):
             model_zoo.get_config(name, trained=True)
@@ -131,6 +133,9 @@ def test_lsj_baselines_scale_their_schedules(arch):
         assert model_zoo.get_config(f"new_baselines/mask_rcnn_{arch}_{epochs}ep_LSJ.py", trained=True).train.init_checkpoint \
             == model_zoo.get_checkpoint_url(f"new_baselines/mask_rcnn_{arch}_{epochs}ep_LSJ.py")
     assert model_zoo.get_config("new_baselines/mask_rcnn_R_101_FPN_100ep_LSJ.py").model.backbone.bottom_up.stages.depth == 101
+    if arch.startswith("regnet"):
+        bottom_up = base.model.backbone.bottom_up
+        assert (bottom_up.norm, bottom_up.freeze_at, bottom_up.depth) == ("SyncBN", 0, 23 if "regnetx" in arch else 22)
     half = model_zoo.get_config("new_baselines/mask_rcnn_R_50_FPN_50ep_LSJ.py")
     assert half.train.max_iter == 184375 // 2
 
@@ -142,7 +147,11 @@ def test_lsj_baselines_scale_their_schedules(arch):
     "new_baselines/mask_rcnn_R_50_FPN_100ep_LSJ.py",
 ])
 def test_regnet_and_lsj_models_build_and_run(name):
-    model = instantiate(model_zoo.get_config(name).model).eval()
+    cfg = model_zoo.get_config(name)
+    if "regnet" in name:
+        assert cfg.model.backbone.bottom_up.norm == "FrozenBN" and cfg.model.backbone.bottom_up.freeze_at == 2
+        assert list(cfg.model.pixel_std) == [57.375, 57.120, 58.395] and cfg.optimizer.weight_decay == 5e-5
+    model = instantiate(cfg.model).eval()
     with torch.no_grad():
         (out,) = model([{"image": torch.rand(3, 64, 96) * 255, "height": 64, "width": 96}])
     assert out["instances"].image_size == (64, 96)

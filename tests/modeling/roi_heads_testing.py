@@ -1,8 +1,5 @@
 """Shared inputs of the ROI-head tests: tiny FPN-like features, hand-made proposals and
 ground truth, and small configs."""
-import math
-import sys
-import types
 from typing import Dict, List
 
 import torch
@@ -14,35 +11,6 @@ from detectron2.structures import BitMasks, Boxes, Instances, Keypoints, Rotated
 IMAGE_SIZE = (64, 64)
 CHANNELS = 8
 STRIDES = {"p2": 4, "p3": 8, "p4": 16, "p5": 32}
-
-
-def _fake_add_ground_truth_to_proposals(targets, proposals):
-    """What upstream's proposal_utils.add_ground_truth_to_proposals does: append each
-    image's gt boxes to its proposals, with a very high objectness logit."""
-    out = []
-    for gt, props in zip(targets, proposals):
-        gt_boxes = gt.gt_boxes if isinstance(gt, Instances) else gt
-        logit = math.log((1.0 - 1e-10) / (1 - (1.0 - 1e-10)))
-        gt_props = Instances(props.image_size)
-        gt_props.proposal_boxes = gt_boxes.to(props.proposal_boxes.device)
-        gt_props.objectness_logits = torch.full((len(gt_boxes),), logit, device=props.proposal_boxes.device)
-        out.append(Instances.cat([props, gt_props]))
-    return out
-
-
-def ensure_proposal_utils() -> None:
-    """The ROI heads use ``modeling.proposal_generator.proposal_utils``, written on
-    another branch. Where it is missing, register a small stand-in module."""
-    try:
-        import detectron2.modeling.proposal_generator.proposal_utils  # noqa: F401
-    except ImportError:
-        pkg = types.ModuleType("detectron2.modeling.proposal_generator")
-        pkg.__path__ = []
-        mod = types.ModuleType("detectron2.modeling.proposal_generator.proposal_utils")
-        mod.add_ground_truth_to_proposals = _fake_add_ground_truth_to_proposals
-        pkg.proposal_utils = mod
-        sys.modules[pkg.__name__] = pkg
-        sys.modules[mod.__name__] = mod
 
 
 def input_shape(channels: int = CHANNELS) -> Dict[str, ShapeSpec]:

@@ -20,8 +20,6 @@ from detectron2.utils.events import EventStorage
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import roi_heads_testing as T  # noqa: E402
 
-T.ensure_proposal_utils()
-
 
 def _cascade_cfg(tiny=True):
     cfg = T.small_cfg("CascadeROIHeads") if tiny else get_cfg()

@@ -391,3 +391,33 @@ def test_inference_other_float_dtypes(dtype):
     out, inds = fast_rcnn_inference_single_image(boxes.to(dtype), scores.to(dtype), (50, 60), 0.05, 0.5, -1)
     assert out.scores.dtype == dtype and torch.equal(inds, ref_inds)
     torch.testing.assert_close(out.pred_boxes.tensor, ref.pred_boxes.tensor)
+
+
+def test_fed_loss_weights_from_config():
+    """USE_FED_LOSS reads the class image counts of DATASETS.TRAIN from the metadata."""
+    from detectron2.data import MetadataCatalog
+
+    name = "_roi_heads_test_fed_loss_dataset"
+    counts = [{"id": 2, "image_count": 9}, {"id": 1, "image_count": 4}, {"id": 3, "image_count": 16}]
+    MetadataCatalog.get(name).set(class_image_count=counts)
+    try:
+        cfg = get_cfg()
+        cfg.DATASETS.TRAIN = (name,)
+        cfg.MODEL.ROI_HEADS.NUM_CLASSES = 3
+        cfg.MODEL.ROI_BOX_HEAD.USE_SIGMOID_CE = True
+        cfg.MODEL.ROI_BOX_HEAD.USE_FED_LOSS = True
+        cfg.MODEL.ROI_BOX_HEAD.FED_LOSS_NUM_CLASSES = 2
+        p = FastRCNNOutputLayers(cfg, ShapeSpec(channels=4))
+    finally:
+        MetadataCatalog.remove(name)
+    torch.testing.assert_close(p.fed_loss_cls_weights, torch.tensor([2.0, 3.0, 4.0]))  # counts ** 0.5, by id
+    assert p.fed_loss_num_classes == 2 and p.use_sigmoid_ce
+    with EventStorage():
+        losses = p.losses((torch.randn(3, 4), torch.zeros(3, 12)), _proposals_for_loss_k3())
+    assert torch.isfinite(losses["loss_cls"])
+
+
+def _proposals_for_loss_k3():
+    inst = _proposals_for_loss()[0]
+    inst.gt_classes = torch.tensor([0, 1, 3])
+    return [inst]

@@ -22,8 +22,6 @@ from detectron2.utils.events import EventStorage
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import roi_heads_testing as T  # noqa: E402
 
-T.ensure_proposal_utils()
-
 
 def _fpn_cfg(channels=256):
     """Base-RCNN-FPN's ROI settings (plus MASK_ON, as in mask_rcnn_R_50_FPN)."""
@@ -431,3 +429,30 @@ def test_standard_heads_inference_cuda_matches_cpu():
         torch.testing.assert_close(b.scores.cpu().double(), a.scores.double(), rtol=1e-4, atol=1e-5)
         assert torch.equal(b.pred_classes.cpu(), a.pred_classes)
         torch.testing.assert_close(b.pred_masks.cpu(), a.pred_masks, rtol=1e-4, atol=1e-5)
+
+
+def test_training_on_images_without_gt():
+    torch.manual_seed(0)
+    heads = _tiny_heads()
+    empty_targets = [t[:0] for t in T.targets(masks=True, keypoints=4)]
+    with EventStorage():
+        proposals, losses = heads(None, T.fpn_features(), T.proposals(), empty_targets)
+    assert all((p.gt_classes == heads.num_classes).all() for p in proposals)
+    assert losses["loss_box_reg"].item() == 0 and losses["loss_mask"].item() == 0
+    assert losses["loss_keypoint"].item() == 0 and losses["loss_cls"].item() > 0
+    sum(losses.values()).backward()
+
+
+def test_state_dict_round_trip():
+    torch.manual_seed(0)
+    a = _tiny_heads().eval()
+    torch.manual_seed(1)
+    b = _tiny_heads().eval()
+    b.load_state_dict(a.state_dict(), strict=True)
+    with torch.no_grad():
+        ra, _ = a(None, T.fpn_features(), T.proposals())
+        rb, _ = b(None, T.fpn_features(), T.proposals())
+    for x, y in zip(ra, rb):
+        torch.testing.assert_close(x.pred_boxes.tensor, y.pred_boxes.tensor)
+        torch.testing.assert_close(x.pred_masks, y.pred_masks)
+        torch.testing.assert_close(x.pred_keypoints, y.pred_keypoints)

@@ -1,6 +1,6 @@
 """The evaluator for a registered dataset, chosen by its ``evaluator_type`` metadata
 (what DefaultTrainer.build_evaluator returns unless overridden)."""
-from typing import List, Optional
+from typing import List
 
 from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog
@@ -29,14 +29,6 @@ def evaluator_for_dataset(cfg: CfgNode, dataset_name: str, output_folder: str):
         evaluators.append(ev.COCOEvaluator(dataset_name, output_dir=output_folder))
     if evaluator_type == "coco_panoptic_seg":
         evaluators.append(ev.COCOPanopticEvaluator(dataset_name, output_folder))
-    return _combine(evaluators)
-
-
-def _combine(evaluators: List) -> Optional[object]:
     if not evaluators:
         return None
-    if len(evaluators) == 1:
-        return evaluators[0]
-    from detectron2.evaluation import DatasetEvaluators
-
-    return DatasetEvaluators(evaluators)
+    return evaluators[0] if len(evaluators) == 1 else ev.DatasetEvaluators(evaluators)

@@ -65,6 +65,7 @@ from .roi_heads import (
     build_roi_heads,
     select_foreground_proposals,
 )
+from .test_time_augmentation import DatasetMapperTTA, GeneralizedRCNNWithTTA
 
 _EXCLUDE = {"ShapeSpec"}
 __all__ = [k for k in globals().keys() if k not in _EXCLUDE and not k.startswith("_")]

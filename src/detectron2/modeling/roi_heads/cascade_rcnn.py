@@ -1,6 +1,6 @@
 """Cascade R-CNN (Cai & Vasconcelos, 2018): box heads applied in stages, each stage
 refining the previous stage's boxes and trained with a higher IoU threshold."""
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -8,7 +8,7 @@ from torch.autograd.function import Function
 
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
-from detectron2.structures import Boxes, Instances, pairwise_iou
+from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
 from detectron2.utils.events import get_event_storage
 
 from ..box_regression import Box2BoxTransform
@@ -134,7 +134,13 @@ class CascadeROIHeads(StandardROIHeads):
             "proposal_matchers": proposal_matchers,
         }
 
-    def forward(self, images, features, proposals, targets=None):
+    def forward(
+        self,
+        images: ImageList,
+        features: Dict[str, torch.Tensor],
+        proposals: List[Instances],
+        targets: Optional[List[Instances]] = None,
+    ) -> Tuple[List[Instances], Dict[str, torch.Tensor]]:
         """See :meth:`ROIHeads.forward`."""
         del images
         self._check_inputs(proposals, targets)

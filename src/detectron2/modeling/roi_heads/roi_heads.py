@@ -1,7 +1,6 @@
 """ROI heads: per-region computation of R-CNN models on top of the proposals: proposal
 sampling during training, and the box, mask and keypoint branches."""
 import inspect
-import logging
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -17,6 +16,7 @@ from detectron2.utils.registry import Registry
 from ..backbone.resnet import BottleneckBlock, ResNet
 from ..matcher import Matcher
 from ..poolers import ROIPooler
+from ..proposal_generator.proposal_utils import add_ground_truth_to_proposals
 from ..sampling import subsample_labels
 from .box_head import build_box_head
 from .fast_rcnn import FastRCNNOutputLayers
@@ -39,8 +39,6 @@ Registry for ROI heads of R-CNN models: they take backbone features and proposal
 make the per-region predictions. A registered class is called as
 ``cls(cfg, input_shape)``, where input_shape maps feature names to ShapeSpec.
 """
-
-logger = logging.getLogger(__name__)
 
 
 def build_roi_heads(cfg, input_shape: Dict[str, ShapeSpec]) -> nn.Module:
@@ -99,14 +97,6 @@ def select_proposals_with_visible_keypoints(proposals: List[Instances]) -> List[
     if all_num_fg:
         get_event_storage().put_scalar("keypoint_head/num_fg_samples", np.mean(all_num_fg))
     return ret
-
-
-def _add_ground_truth(targets: List[Instances], proposals: List[Instances]) -> List[Instances]:
-    # Imported on use: proposal_generator sits beside roi_heads, and this keeps the
-    # import graph of the ROI heads free of the RPN.
-    from ..proposal_generator.proposal_utils import add_ground_truth_to_proposals
-
-    return add_ground_truth_to_proposals(targets, proposals)
 
 
 def _select_features(features: Dict[str, torch.Tensor], names: List[str]) -> List[torch.Tensor]:
@@ -219,7 +209,7 @@ class ROIHeads(nn.Module):
         if len(proposals) != len(targets):
             raise ValueError(f"{len(proposals)} proposal lists for {len(targets)} target lists (one per image)")
         if self.proposal_append_gt:
-            proposals = _add_ground_truth(targets, proposals)
+            proposals = add_ground_truth_to_proposals(targets, proposals)
 
         proposals_with_gt = []
         num_fg_samples = []
@@ -365,7 +355,13 @@ class Res5ROIHeads(ROIHeads):
     def _shared_roi_transform(self, features: List[torch.Tensor], boxes: List[Boxes]) -> torch.Tensor:
         return self.res5(self.pooler(features, boxes))
 
-    def forward(self, images, features, proposals, targets=None):
+    def forward(
+        self,
+        images: ImageList,
+        features: Dict[str, torch.Tensor],
+        proposals: List[Instances],
+        targets: Optional[List[Instances]] = None,
+    ) -> Tuple[List[Instances], Dict[str, torch.Tensor]]:
         """See :meth:`ROIHeads.forward`."""
         del images
         self._check_inputs(proposals, targets)
