@@ -15,6 +15,7 @@ from .backbone import (
 )
 from .backbone.fpn import build_resnet_fpn_backbone, build_retinanet_resnet_fpn_backbone
 from .backbone.resnet import BasicStem, BottleneckBlock
+from .backbone import ViT, SimpleFeaturePyramid, get_vit_lr_decay_rate, MViT, SwinTransformer
 from .anchor_generator import DefaultAnchorGenerator, RotatedAnchorGenerator
 from .box_regression import Box2BoxTransform, Box2BoxTransformRotated, Box2BoxTransformLinear
 from .matcher import Matcher

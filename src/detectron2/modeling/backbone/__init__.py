@@ -10,5 +10,8 @@ from .resnet import (
     make_stage,
     BottleneckBlock,
 )
+from .vit import ViT, SimpleFeaturePyramid, get_vit_lr_decay_rate
+from .mvit import MViT
+from .swin import SwinTransformer
 
 __all__ = [k for k in globals().keys() if not k.startswith("_")]
