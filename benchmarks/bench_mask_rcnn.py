@@ -27,6 +27,7 @@ from common import describe_device, print_table, time_fn  # noqa: E402
 from detectron2 import model_zoo  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 from detectron2.structures import BitMasks, Boxes, Instances  # noqa: E402
+from detectron2.utils.events import EventStorage  # noqa: E402
 
 CONFIG = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"
 NUM_GT = 8
@@ -103,6 +104,29 @@ def _inputs(args, device: str, size: Tuple[int, int]):
     return ours, peer_images, peer_targets
 
 
+def _calibrate_frozen_bn(model: torch.nn.Module, forward: Callable[[], object]) -> None:
+    """Random weights behind identity FrozenBN make activations grow ~2x per residual
+    block, which overflows fp16 and diverges in training. Like a trained network, give
+    every FrozenBN the statistics of its input (one forward pass, layer by layer), on
+    both sides alike."""
+
+    def set_stats(module, inputs):
+        x = inputs[0].float()
+        module.running_mean.copy_(x.mean(dim=(0, 2, 3)))
+        module.running_var.copy_(x.var(dim=(0, 2, 3)))
+
+    hooks = [
+        m.register_forward_pre_hook(set_stats) for m in model.modules() if type(m).__name__ == "FrozenBatchNorm2d"
+    ]
+    was_training = model.training
+    with torch.no_grad():
+        model.eval()
+        forward()
+    model.train(was_training)
+    for h in hooks:
+        h.remove()
+
+
 def _infer_fn(model, call: Callable[[], object], device: str, amp: bool):
     dtype = torch.float16 if device == "cuda" else torch.bfloat16
 
@@ -119,7 +143,8 @@ def _train_fn(model, call: Callable[[], Dict[str, torch.Tensor]], device: str, a
     scaler = torch.amp.GradScaler(device, enabled=amp and device == "cuda")
 
     def run():
-        with torch.autocast(device_type=device, dtype=dtype, enabled=amp):
+        # EventStorage: detectron2's heads log training statistics into it.
+        with EventStorage(0), torch.autocast(device_type=device, dtype=dtype, enabled=amp):
             losses = call()
         loss = sum(losses.values())
         optimizer.zero_grad(set_to_none=True)
@@ -151,14 +176,15 @@ def main() -> None:
     results = {}
     for name, build in (("detectron2-neo", _ours), ("torchvision", _peer)):
         model = build(device, args.train).to(memory_format=fmt)
+        infer = (lambda m=model: m(ours_inputs)) if name == "detectron2-neo" else (lambda m=model: m(peer_images))
+        _calibrate_frozen_bn(model, infer)
         if args.train:
             call = (lambda m=model: m(ours_inputs)) if name == "detectron2-neo" else (
                 lambda m=model: m(peer_images, peer_targets)
             )
             fn = _train_fn(model, call, device, args.amp)
         else:
-            call = (lambda m=model: m(ours_inputs)) if name == "detectron2-neo" else (lambda m=model: m(peer_images))
-            fn = _infer_fn(model, call, device, args.amp)
+            fn = _infer_fn(model, infer, device, args.amp)
         ms, peak = _measure(fn, device, args.iters)
         results[name] = ms
         params = sum(p.numel() for p in model.parameters())

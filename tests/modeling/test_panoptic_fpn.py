@@ -285,9 +285,9 @@ def test_combine_bad_inputs():
 
 @pytest.mark.cuda
 def test_inference_on_cuda():
-    model = _model(combine_stuff_area_thresh=0).eval()
+    model = _model(combine_stuff_area_thresh=0)
     model.roi_heads = _CudaROIHeads()
-    model.to("cuda")
+    model.to("cuda").eval()  # after the swap: a new module starts in training mode
     with torch.no_grad():
         out = model(_inputs())
     panoptic, segments = out[0]["panoptic_seg"]
