@@ -438,9 +438,14 @@ def test_cuda_matches_cpu():
     torch.manual_seed(0)
     model = _tiny_sfp().eval()
     x = torch.randn(2, 3, 64, 64)
-    with torch.no_grad():
-        ref = model(x)
-        got = model.cuda()(x.cuda())
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False  # full fp32 for parity
+    try:
+        with torch.no_grad():
+            ref = model(x)
+            got = model.cuda()(x.cuda())
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
     for k in ref:
         torch.testing.assert_close(got[k].cpu(), ref[k], rtol=1e-4, atol=1e-4)
     # training step on CUDA: gradients everywhere
