@@ -160,6 +160,17 @@ def _add_conversion_methods(new_cls: type) -> None:
     new_cls.from_instances = staticmethod(from_instances)
 
 
+def _script_helper_classes() -> None:
+    """Compile the plain (non-Module) classes that modules hold as attributes, so that
+    TorchScript can type those attributes."""
+    from detectron2.modeling.box_regression import Box2BoxTransform, Box2BoxTransformLinear, Box2BoxTransformRotated
+    from detectron2.modeling.matcher import Matcher
+
+    for cls in (Box2BoxTransform, Box2BoxTransformRotated, Box2BoxTransformLinear, Matcher):
+        rcb = torch._jit_internal.createResolutionCallbackForClassMethods(cls)
+        torch.jit.script(cls, _rcb=rcb)
+
+
 @contextmanager
 def patch_instances(fields: Dict[str, type]) -> Iterator[type]:
     """Within the context, TorchScript compiles ``Instances`` as a statically typed class
@@ -175,6 +186,7 @@ def patch_instances(fields: Dict[str, type]) -> Iterator[type]:
         with open(path, "w", encoding="utf-8") as f:
             f.write(_class_source(cls_name, checked))
         _clear_jit_cache()  # compiled code may refer to the class of an earlier context
+        _script_helper_classes()
         try:
             module = _import_file(module_name, path)
             new_cls = getattr(module, cls_name)
