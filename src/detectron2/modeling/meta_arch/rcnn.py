@@ -44,7 +44,8 @@ def _check_batched_inputs(batched_inputs, channels: int) -> None:
 def _preprocess(model: nn.Module, batched_inputs: List[Dict[str, torch.Tensor]]) -> ImageList:
     """Normalize each image with the model's pixel mean/std and pad them into one batch
     the backbone accepts."""
-    _check_batched_inputs(batched_inputs, model.pixel_mean.shape[0])
+    if not torch.jit.is_scripting():  # validation TorchScript cannot compile
+        _check_batched_inputs(batched_inputs, model.pixel_mean.shape[0])
     images = [move_device_like(x["image"], model.pixel_mean) for x in batched_inputs]
     images = [(x - model.pixel_mean) / model.pixel_std for x in images]
     return ImageList.from_tensors(
