@@ -73,13 +73,15 @@ def _locate_type(name: str) -> type:
 def _class_source(cls_name: str, fields: Sequence[Tuple[str, type]]) -> str:
     """Source of a TorchScript class with the API of Instances for these fields."""
     names = tuple(n for n, _ in fields)
+    # Fields may be given to the constructor by keyword, as Instances(size, **fields) takes them.
+    kwargs = "".join(f", {n}: Optional[{_annotation(t)}] = None" for n, t in fields)
     src = [
         f"class {cls_name}:",
-        "    def __init__(self, image_size: Tuple[int, int]):",
+        f"    def __init__(self, image_size: Tuple[int, int]{kwargs}):",
         "        self.image_size = image_size",
         f"        self._field_names = {names!r}",
     ]
-    src += [f"        self._{n} = torch.jit.annotate(Optional[{_annotation(t)}], None)" for n, t in fields]
+    src += [f"        self._{n} = {n}" for n, _ in fields]
     for n, t in fields:
         ann = _annotation(t)
         src += [
@@ -94,6 +96,8 @@ def _class_source(cls_name: str, fields: Sequence[Tuple[str, type]]) -> str:
             f"    def {n}(self, value: {ann}) -> None:",
             f"        self._{n} = value",
         ]
+    # Inside the class TorchScript ignores the constructor's defaults: pass every field.
+    new_empty = f"        ret = {cls_name}(self.image_size" + ", None" * len(fields) + ")"
     # __len__: the length of the first field that is set.
     src += ["", "    def __len__(self) -> int:"]
     for n, _ in fields:
@@ -105,15 +109,31 @@ def _class_source(cls_name: str, fields: Sequence[Tuple[str, type]]) -> str:
         src += [f"        if name == {n!r}:", f"            return self._{n} is not None"]
     src += ["        return False"]
     # to(device): fields without a `to` method are left out, as they cannot move.
-    src += ["", f"    def to(self, device: torch.device) -> '{cls_name}':", f"        ret = {cls_name}(self.image_size)"]
+    src += ["", f"    def to(self, device: torch.device) -> '{cls_name}':", new_empty]
     for n, t in fields:
         if hasattr(t, "to"):
             src += [f"        v = self._{n}", "        if v is not None:", f"            ret._{n} = v.to(device)"]
     src += ["        return ret"]
     # __getitem__: index every field that is set.
-    src += ["", f"    def __getitem__(self, item: torch.Tensor) -> '{cls_name}':", f"        ret = {cls_name}(self.image_size)"]
+    src += ["", f"    def __getitem__(self, item: torch.Tensor) -> '{cls_name}':", new_empty]
     for n, _ in fields:
         src += [f"        v = self._{n}", "        if v is not None:", f"            ret._{n} = v[item]"]
+    src += ["        return ret"]
+    # cat(instances): concatenates every field the first element has (as Instances.cat).
+    src += ["", f"    def cat(self, instances: List['{cls_name}']) -> '{cls_name}':", new_empty]
+    for n, t in fields:
+        ann = _annotation(t)
+        # Structures (Boxes, RotatedBoxes, ...) wrap one tensor, which is what is joined.
+        joined = "torch.cat(values, dim=0)" if t is torch.Tensor else f"{ann}(torch.cat([x.tensor for x in values], dim=0))"
+        src += [
+            f"        if self._{n} is not None:",
+            f"            values: List[{ann}] = []",
+            "            for other in instances:",
+            f"                v = other._{n}",
+            f"                assert v is not None, 'Instances.cat: field {n} is missing in some element'",
+            "                values.append(v)",
+            f"            ret._{n} = {joined}",
+        ]
     src += ["        return ret"]
     header = [
         "import torch",
