@@ -42,6 +42,15 @@ def _check_in_features(module: nn.Module, features: Dict[str, torch.Tensor]) -> 
         raise KeyError(f"{type(module).__name__}: features lack {missing} (got {sorted(features)})")
 
 
+def _check_gt_instances(module: nn.Module, gt_instances: Optional[List[Instances]], images: ImageList) -> None:
+    if gt_instances is None:
+        raise ValueError(
+            f"{type(module).__name__} needs gt_instances in training: give every input an 'instances' field"
+        )
+    if len(gt_instances) != len(images.image_sizes):
+        raise ValueError(f"gt_instances has {len(gt_instances)} entries for {len(images.image_sizes)} images")
+
+
 def _check_feature_list(features, name: str) -> None:
     if not isinstance(features, (list, tuple)) or len(features) == 0:
         raise TypeError(f"{name}: features must be a non-empty list of (N, C, H, W) tensors")
@@ -373,12 +382,9 @@ class RPN(nn.Module):
         pred_objectness_logits, pred_anchor_deltas = self._flatten_predictions(*self.rpn_head(features))
 
         if self.training:
-            if gt_instances is None:
-                raise ValueError(
-                    f"{type(self).__name__} needs gt_instances in training: give every input an 'instances' field"
-                )
-            if len(gt_instances) != len(images.image_sizes):
-                raise ValueError(f"gt_instances has {len(gt_instances)} entries for {len(images.image_sizes)} images")
+            if not torch.jit.is_scripting():
+                _check_gt_instances(self, gt_instances, images)
+            assert gt_instances is not None, "RPN requires gt_instances in training!"
             gt_labels, gt_boxes = self.label_and_sample_anchors(anchors, gt_instances)
             losses = self.losses(anchors, pred_objectness_logits, gt_labels, pred_anchor_deltas, gt_boxes)
         else:
