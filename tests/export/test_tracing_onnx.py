@@ -15,7 +15,7 @@ from detectron2.export.flatten import DictSchema, InstancesSchema, ListSchema, T
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.testing import assert_instances_allclose, random_boxes
 
-from export_toys import MASK_RCNN, images, small_model
+from export_toys import MASK_RCNN, RETINANET, images, small_model
 
 
 def _rcnn_inference(model, inputs):
@@ -55,6 +55,19 @@ def test_trace_mask_rcnn_generalizes_to_new_images():
         # the wrapper takes and returns the model's own formats
         got = adapter._create_wrapper(traced)([{"image": im2}])[0]
         assert_instances_allclose(expected, got, size_as_tensor=True)
+
+
+def test_trace_retinanet_matches_eager():
+    model = small_model(RETINANET)
+    im1, im2 = images(5, sizes=((96, 128), (96, 128)))
+    adapter = TracingAdapter(model, [{"image": im1}])
+    with torch.no_grad():
+        traced = torch.jit.trace(adapter, adapter.flattened_inputs, check_trace=False)
+        for im in (im1, im2):
+            expected = model([{"image": im}])[0]["instances"]
+            got = adapter.outputs_schema(traced(im))[0]["instances"]
+            assert len(expected) > 0
+            assert_instances_allclose(expected, got, size_as_tensor=True)
 
 
 def test_tracing_adapter_rejects_non_tensor_inputs():
