@@ -100,6 +100,9 @@ def test_module_names_stay_real_at_import():
 
     assert config.CfgNode.__module__.startswith("detectron2.config.")
     assert T.ResizeTransform.__module__ == "detectron2.data.transforms.transform"
+    import inspect
+
+    assert "class ResizeTransform" in inspect.getsource(T.ResizeTransform)  # what TorchScript reads
 
 
 def test_rng_state_round_trip_restores_every_generator():
