@@ -6,6 +6,7 @@ from detectron2 import model_zoo
 from detectron2.modeling import build_model
 
 MASK_RCNN = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"
+MASK_RCNN_C4 = "COCO-InstanceSegmentation/mask_rcnn_R_50_C4_3x.yaml"
 RETINANET = "COCO-Detection/retinanet_R_50_FPN_3x.yaml"
 
 

@@ -12,7 +12,7 @@ from detectron2.utils.testing import (
     reload_script_model,
 )
 
-from export_toys import MASK_RCNN, RETINANET, images, small_model
+from export_toys import MASK_RCNN, MASK_RCNN_C4, RETINANET, images, small_model
 
 RCNN_FIELDS = {
     "proposal_boxes": Boxes,
@@ -44,6 +44,21 @@ def test_script_rcnn_matches_eager(tmp_path):
     dump_torchscript_IR(scripted, str(tmp_path))
     assert "forward" in (tmp_path / "model_ts_code.txt").read_text()
     assert (tmp_path / "model_ts_IR_inlined.txt").stat().st_size > 0
+
+
+def test_script_c4_rcnn_matches_eager():
+    # Res5ROIHeads: the box and mask heads share the res5 stage
+    model = small_model(MASK_RCNN_C4)
+    fields = {k: RCNN_FIELDS[k] for k in ("proposal_boxes", "objectness_logits", "pred_boxes", "scores",
+                                          "pred_classes", "pred_masks")}
+    scripted = scripting_with_instances(model, fields)
+    inputs = [{"image": im} for im in images(6)]
+    with torch.no_grad():
+        expected = model.inference(inputs, do_postprocess=False)
+        got = scripted.inference(inputs, do_postprocess=False)
+    for e, g in zip(expected, got):
+        assert len(e) > 0
+        assert_instances_allclose(e, convert_scripted_instances(g))
 
 
 def test_script_retinanet_matches_eager():
