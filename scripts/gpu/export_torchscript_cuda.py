@@ -21,17 +21,22 @@ from detectron2.structures import Boxes  # noqa: E402
 from detectron2.utils.testing import assert_instances_allclose, convert_scripted_instances  # noqa: E402
 
 
+# D2_EXPORT_DEVICE=cpu checks the script itself on a machine without a GPU.
+DEVICE = os.environ.get("D2_EXPORT_DEVICE", "cuda")
+
+
 def _model(path: str):
     cfg = small_cfg(path)
-    cfg.MODEL.DEVICE = "cuda"
+    cfg.MODEL.DEVICE = DEVICE
     torch.manual_seed(0)
     return build_model(cfg).eval()
 
 
 def main() -> int:
-    results = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__}
+    name = torch.cuda.get_device_name(0) if DEVICE == "cuda" else DEVICE
+    results = {"device": name, "torch": torch.__version__}
     g = torch.Generator().manual_seed(0)
-    inputs = [{"image": (torch.rand(3, 96, 128, generator=g) * 255).cuda()}]
+    inputs = [{"image": (torch.rand(3, 96, 128, generator=g) * 255).to(DEVICE)}]
     fields = {"proposal_boxes": Boxes, "objectness_logits": Tensor, "pred_boxes": Boxes, "scores": Tensor,
               "pred_classes": Tensor, "pred_masks": Tensor}
     ok = True
