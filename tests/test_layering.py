@@ -12,7 +12,7 @@ LAYERS = [
     {"utils"},
     {"config", "checkpoint"},
     {"data", "solver"},
-    {"modeling", "evaluation"},
+    {"modeling", "evaluation", "tracking"},
     {"engine"},
     {"model_zoo", "export", "doctor", "tools"},
 ]

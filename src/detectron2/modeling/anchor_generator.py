@@ -121,11 +121,13 @@ class DefaultAnchorGenerator(nn.Module):
         return BufferList([self.generate_cell_anchors(s, a).float() for s, a in zip(sizes, aspect_ratios)])
 
     @property
+    @torch.jit.unused
     def num_cell_anchors(self) -> List[int]:
         """Alias of num_anchors."""
         return self.num_anchors
 
     @property
+    @torch.jit.unused
     def num_anchors(self) -> List[int]:
         """Anchors per spatial position, for each feature map."""
         return [len(cell_anchors) for cell_anchors in self.cell_anchors]
@@ -171,7 +173,7 @@ class DefaultAnchorGenerator(nn.Module):
 class RotatedAnchorGenerator(nn.Module):
     """Rotated anchors (x_ctr, y_ctr, w, h, angle) for rotated detectors (RRPN)."""
 
-    box_dim: int = 5
+    box_dim: torch.jit.Final[int] = 5
 
     @configurable
     def __init__(self, *, sizes, aspect_ratios, strides, angles, offset: float = 0.5):
@@ -206,16 +208,19 @@ class RotatedAnchorGenerator(nn.Module):
         )
 
     @property
+    @torch.jit.unused
     def num_cell_anchors(self) -> List[int]:
         return self.num_anchors
 
     @property
+    @torch.jit.unused
     def num_anchors(self) -> List[int]:
         return [len(cell_anchors) for cell_anchors in self.cell_anchors]
 
     def _grid_anchors(self, grid_sizes: List[List[int]]) -> List[torch.Tensor]:
         anchors = []
-        for size, stride, base_anchors in zip(grid_sizes, self.strides, self.cell_anchors):
+        buffers: List[torch.Tensor] = [x[1] for x in self.cell_anchors.named_buffers()]
+        for size, stride, base_anchors in zip(grid_sizes, self.strides, buffers):
             shift_x, shift_y = _create_grid_offsets(size, stride, self.offset, base_anchors)
             zeros = torch.zeros_like(shift_x)
             shifts = torch.stack((shift_x, shift_y, zeros, zeros, zeros), dim=1)

@@ -43,8 +43,9 @@ class Box2BoxTransform:
     def get_deltas(self, src_boxes: torch.Tensor, target_boxes: torch.Tensor) -> torch.Tensor:
         """Deltas that turn each ``src_boxes[i]`` into ``target_boxes[i]`` (both (N, 4)
         XYXY); ``apply_deltas(deltas, src_boxes)`` inverts this."""
-        _check_boxes_arg("src_boxes", src_boxes, 4)
-        _check_boxes_arg("target_boxes", target_boxes, 4)
+        if not torch.jit.is_scripting():
+            _check_boxes_arg("src_boxes", src_boxes, 4)
+            _check_boxes_arg("target_boxes", target_boxes, 4)
         src_w = src_boxes[:, 2] - src_boxes[:, 0]
         src_h = src_boxes[:, 3] - src_boxes[:, 1]
         src_x = src_boxes[:, 0] + 0.5 * src_w
@@ -78,7 +79,7 @@ class Box2BoxTransform:
             (N, k*4) decoded XYXY boxes, in float32 (or the dtype of float64 deltas).
         """
         if deltas.dim() != 2 or deltas.shape[1] % 4 != 0:
-            raise ValueError(f"deltas must have shape (N, k*4), got {tuple(deltas.shape)}")
+            raise ValueError(f"deltas must have shape (N, k*4), got {deltas.shape}")
         deltas = deltas.float() if deltas.dtype != torch.float64 else deltas
         boxes = boxes.to(deltas.dtype)
 
@@ -119,8 +120,9 @@ class Box2BoxTransformRotated:
 
     def get_deltas(self, src_boxes: torch.Tensor, target_boxes: torch.Tensor) -> torch.Tensor:
         """Deltas (dx, dy, dw, dh, da) from (N, 5) source to (N, 5) target boxes."""
-        _check_boxes_arg("src_boxes", src_boxes, 5)
-        _check_boxes_arg("target_boxes", target_boxes, 5)
+        if not torch.jit.is_scripting():
+            _check_boxes_arg("src_boxes", src_boxes, 5)
+            _check_boxes_arg("target_boxes", target_boxes, 5)
         src_x, src_y, src_w, src_h, src_a = torch.unbind(src_boxes, dim=1)
         tgt_x, tgt_y, tgt_w, tgt_h, tgt_a = torch.unbind(target_boxes, dim=1)
 
@@ -147,11 +149,11 @@ class Box2BoxTransformRotated:
             (N, k*5) boxes, angles wrapped into [-180, 180).
         """
         if deltas.dim() != 2 or deltas.shape[1] % 5 != 0:
-            raise ValueError(f"deltas must have shape (N, k*5), got {tuple(deltas.shape)}")
+            raise ValueError(f"deltas must have shape (N, k*5), got {deltas.shape}")
         if boxes.dim() != 2 or boxes.shape[1] != 5:
-            raise ValueError(f"boxes must have shape (N, 5), got {tuple(boxes.shape)}")
+            raise ValueError(f"boxes must have shape (N, 5), got {boxes.shape}")
         boxes = boxes.to(deltas.dtype).unsqueeze(2)
-        ctr_x, ctr_y, widths, heights, angles = (boxes[:, i] for i in range(5))
+        ctr_x, ctr_y, widths, heights, angles = boxes.unbind(1)
 
         wx, wy, ww, wh, wa = self.weights
         dx = deltas[:, 0::5] / wx
@@ -185,8 +187,9 @@ class Box2BoxTransformLinear:
     def get_deltas(self, src_boxes: torch.Tensor, target_boxes: torch.Tensor) -> torch.Tensor:
         """(N, 4) distances from the centres of ``src_boxes`` to the sides of
         ``target_boxes``."""
-        _check_boxes_arg("src_boxes", src_boxes, 4)
-        _check_boxes_arg("target_boxes", target_boxes, 4)
+        if not torch.jit.is_scripting():
+            _check_boxes_arg("src_boxes", src_boxes, 4)
+            _check_boxes_arg("target_boxes", target_boxes, 4)
         ctr_x = 0.5 * (src_boxes[:, 0] + src_boxes[:, 2])
         ctr_y = 0.5 * (src_boxes[:, 1] + src_boxes[:, 3])
         deltas = torch.stack(
@@ -205,7 +208,7 @@ class Box2BoxTransformLinear:
     def apply_deltas(self, deltas: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         """Boxes from (N, k*4) distances (negative distances are clamped to 0)."""
         if deltas.dim() != 2 or deltas.shape[1] % 4 != 0:
-            raise ValueError(f"deltas must have shape (N, k*4), got {tuple(deltas.shape)}")
+            raise ValueError(f"deltas must have shape (N, k*4), got {deltas.shape}")
         deltas = F.relu(deltas)
         boxes = boxes.to(deltas.dtype)
         ctr_x = 0.5 * (boxes[:, 0] + boxes[:, 2])

@@ -8,6 +8,17 @@ from detectron2.layers import nonzero_tuple
 __all__ = ["Matcher"]
 
 
+def _check_matcher_args(thresholds: List[float], labels: List[int]) -> None:
+    if len(thresholds) == 0 or thresholds[0] <= 0:
+        raise ValueError(f"Matcher: thresholds must be non-empty and positive, got {thresholds}")
+    if not all(low <= high for low, high in zip(thresholds[:-1], thresholds[1:])):
+        raise ValueError(f"Matcher: thresholds must be non-decreasing, got {thresholds}")
+    if not all(label in (-1, 0, 1) for label in labels):
+        raise ValueError(f"Matcher: labels must each be -1, 0 or 1, got {labels}")
+    if len(labels) != len(thresholds) + 1:
+        raise ValueError(f"Matcher: {len(thresholds)} thresholds need {len(thresholds) + 1} labels, got {len(labels)}")
+
+
 class Matcher:
     """Matches every prediction (column of an M x N quality matrix) to its best
     ground truth (row), and labels the match by which threshold interval its quality
@@ -25,18 +36,10 @@ class Matcher:
                 the thresholds, so that every ground truth gets a match (RPN).
         """
         thresholds = list(thresholds)
-        if len(thresholds) == 0 or thresholds[0] <= 0:
-            raise ValueError(f"Matcher: thresholds must be non-empty and positive, got {thresholds}")
+        if not torch.jit.is_scripting():  # TorchScript cannot compile the checks' generators
+            _check_matcher_args(thresholds, labels)
         thresholds.insert(0, -float("inf"))
         thresholds.append(float("inf"))
-        if not all(low <= high for low, high in zip(thresholds[:-1], thresholds[1:])):
-            raise ValueError(f"Matcher: thresholds must be non-decreasing, got {thresholds[1:-1]}")
-        if not all(label in (-1, 0, 1) for label in labels):
-            raise ValueError(f"Matcher: labels must each be -1, 0 or 1, got {labels}")
-        if len(labels) != len(thresholds) - 1:
-            raise ValueError(
-                f"Matcher: {len(thresholds) - 2} thresholds need {len(thresholds) - 1} labels, got {len(labels)}"
-            )
         self.thresholds = thresholds
         self.labels = list(labels)
         self.allow_low_quality_matches = allow_low_quality_matches
@@ -53,7 +56,7 @@ class Matcher:
         """
         if match_quality_matrix.dim() != 2:
             raise ValueError(
-                f"Matcher: match_quality_matrix must be 2-D (M, N), got shape {tuple(match_quality_matrix.shape)}"
+                f"Matcher: match_quality_matrix must be 2-D (M, N), got shape {match_quality_matrix.shape}"
             )
         n = match_quality_matrix.size(1)
         if match_quality_matrix.numel() == 0:

@@ -206,7 +206,7 @@ class PolygonMasks:
         elif isinstance(item, torch.Tensor):
             if item.dtype == torch.bool:
                 if item.dim() != 1:
-                    raise IndexError(f"PolygonMasks: a bool index must be 1-D, got shape {tuple(item.shape)}")
+                    raise IndexError(f"PolygonMasks: a bool index must be 1-D, got shape {item.shape}")
                 if item.numel() != len(self.polygons):
                     raise IndexError(
                         f"PolygonMasks: bool index of length {item.numel()} for {len(self.polygons)} instances"
@@ -294,7 +294,7 @@ class ROIMasks:
 
     def __init__(self, tensor: torch.Tensor):
         if tensor.dim() != 3:
-            raise ValueError(f"ROIMasks must take a masks of 3 dimension, got shape {tuple(tensor.shape)}")
+            raise ValueError(f"ROIMasks must take a masks of 3 dimension, got shape {tensor.shape}")
         self.tensor = tensor
 
     def to(self, device: torch.device) -> "ROIMasks":

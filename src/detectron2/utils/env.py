@@ -132,12 +132,21 @@ def setup_custom_environment(custom_module: str) -> None:
     setup()
 
 
+# Set while building the documentation (as upstream): enables fixup_module_metadata.
+DOC_BUILDING = bool(os.getenv("_DOC_BUILDING", ""))
+
+
 def fixup_module_metadata(module_name: str, namespace: Dict[str, Any], keys: Optional[Iterable[str]] = None) -> None:
     """Make public objects of a package report ``module_name`` as their ``__module__``.
 
     Objects re-exported from private submodules (or from fvcore) then show up under the
     public package in docs and reprs. Classes are processed recursively.
+
+    As upstream, this only happens while building docs (env ``_DOC_BUILDING`` set): a
+    rewritten ``__module__`` keeps TorchScript from finding a class's source.
     """
+    if not DOC_BUILDING:
+        return
     seen = set()
 
     def fix_one(qualname: str, name: str, obj: Any) -> None:

@@ -1,4 +1,5 @@
 """Feature Pyramid Network (Lin et al., 2017) on top of a bottom-up backbone."""
+import copy
 import math
 from typing import Dict, List, Optional, Sequence
 
@@ -113,6 +114,17 @@ class FPN(Backbone):
     def padding_constraints(self) -> Dict[str, int]:
         return {"square_size": self._square_pad}
 
+    def __prepare_scriptable__(self) -> "FPN":
+        # TorchScript indexes and iterates only ModuleLists: script a copy that holds the
+        # convs in ModuleLists (its state_dict names them lateral_convs.i / output_convs.i).
+        ret = copy.deepcopy(self)
+        ret.lateral_convs = nn.ModuleList(ret.lateral_convs)
+        ret.output_convs = nn.ModuleList(ret.output_convs)
+        for name, _ in self.named_children():
+            if name.startswith("fpn_"):
+                delattr(ret, name)
+        return ret
+
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Returns dict[str, Tensor]: "p2".."p{n}" (fine to coarse) -> feature map."""
         bottom_up_features = self.bottom_up(x)
@@ -120,14 +132,14 @@ class FPN(Backbone):
         prev = self.lateral_convs[0](bottom_up_features[self.in_features[-1]])
         results.append(self.output_convs[0](prev))
         for idx, (lateral_conv, output_conv) in enumerate(zip(self.lateral_convs, self.output_convs)):
-            if idx == 0:
-                continue
-            feature = bottom_up_features[self.in_features[-idx - 1]]
-            top_down = F.interpolate(prev, scale_factor=2.0, mode="nearest")
-            prev = lateral_conv(feature) + top_down
-            if self._fuse_type == "avg":
-                prev = prev / 2
-            results.insert(0, output_conv(prev))
+            # No `continue`: TorchScript unrolls loops over ModuleLists and forbids it.
+            if idx > 0:
+                feature = bottom_up_features[self.in_features[-idx - 1]]
+                top_down = F.interpolate(prev, scale_factor=2.0, mode="nearest")
+                prev = lateral_conv(feature) + top_down
+                if self._fuse_type == "avg":
+                    prev = prev / 2
+                results.insert(0, output_conv(prev))
 
         if self.top_block is not None:
             name = self.top_block.in_feature

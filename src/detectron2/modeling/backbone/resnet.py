@@ -1,5 +1,6 @@
 """ResNet / ResNeXt backbones with optional deformable stages (upstream's naming, so
 that its checkpoints load: ``stem.conv1``, ``res2.0.conv1.norm``, ``res2.0.shortcut``)."""
+import copy
 from typing import Dict, List, Optional, Sequence, Type
 
 import numpy as np
@@ -293,7 +294,7 @@ class ResNet(Backbone):
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         if x.dim() != 4:
-            raise ValueError(f"ResNet takes an (N, C, H, W) input, got shape {tuple(x.shape)}")
+            raise ValueError(f"ResNet takes an (N, C, H, W) input, got shape {x.shape}")
         outputs = {}
         x = self.stem(x)
         if "stem" in self._out_features:
@@ -315,6 +316,15 @@ class ResNet(Backbone):
             name: ShapeSpec(channels=self._out_feature_channels[name], stride=self._out_feature_strides[name])
             for name in self._out_features
         }
+
+    def __prepare_scriptable__(self) -> "ResNet":
+        # TorchScript iterates only ModuleLists: script a copy whose stages are one.
+        # Its state_dict names the stages "stages.i" instead of "res{i+2}".
+        ret = copy.deepcopy(self)
+        ret.stages = nn.ModuleList(ret.stages)
+        for name in self.stage_names:
+            delattr(ret, name)
+        return ret
 
     def freeze(self, freeze_at: int = 0) -> "ResNet":
         """Freeze the stem (freeze_at >= 1) and the first ``freeze_at - 1`` stages:

@@ -22,7 +22,7 @@ def permute_to_N_HWA_K(tensor: Tensor, K: int) -> Tensor:
     """Reshape a head output (N, A*K, H, W) to (N, H*W*A, K): one row per anchor, in
     the (y, x, anchor) order of the anchor generator."""
     if tensor.dim() != 4:
-        raise ValueError(f"permute_to_N_HWA_K: tensor must be (N, A*K, H, W), got shape {tuple(tensor.shape)}")
+        raise ValueError(f"permute_to_N_HWA_K: tensor must be (N, A*K, H, W), got shape {tensor.shape}")
     n, _, h, w = tensor.shape
     return tensor.view(n, -1, K, h, w).permute(0, 3, 4, 1, 2).reshape(n, -1, K)
 
@@ -62,7 +62,7 @@ def check_batched_inputs(batched_inputs: Sequence[Dict], owner: str) -> None:
         if not isinstance(image, torch.Tensor):
             raise TypeError(f"{owner}: batched_inputs[{i}]['image'] must be a torch.Tensor, got {type(image).__name__}")
         if image.dim() != 3:
-            raise ValueError(f"{owner}: batched_inputs[{i}]['image'] must be (C, H, W), got shape {tuple(image.shape)}")
+            raise ValueError(f"{owner}: batched_inputs[{i}]['image'] must be (C, H, W), got shape {image.shape}")
 
 
 class DenseDetector(nn.Module, metaclass=ABCMeta):

@@ -1,6 +1,6 @@
 """R-CNN meta-architectures: backbone -> proposal generator -> ROI heads."""
 import logging
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -44,7 +44,8 @@ def _check_batched_inputs(batched_inputs, channels: int) -> None:
 def _preprocess(model: nn.Module, batched_inputs: List[Dict[str, torch.Tensor]]) -> ImageList:
     """Normalize each image with the model's pixel mean/std and pad them into one batch
     the backbone accepts."""
-    _check_batched_inputs(batched_inputs, model.pixel_mean.shape[0])
+    if not torch.jit.is_scripting():  # validation TorchScript cannot compile
+        _check_batched_inputs(batched_inputs, model.pixel_mean.shape[0])
     images = [move_device_like(x["image"], model.pixel_mean) for x in batched_inputs]
     images = [(x - model.pixel_mean) / model.pixel_std for x in images]
     return ImageList.from_tensors(
@@ -157,12 +158,23 @@ class GeneralizedRCNN(nn.Module):
         vis_img = np.concatenate((anno_img, prop_img), axis=1).transpose(2, 0, 1)
         storage.put_image("Left: GT bounding boxes;  Right: Predicted proposals", vis_img)
 
-    def _proposals(self, batched_inputs, images, features, gt_instances):
+    def _proposals(
+        self,
+        batched_inputs: List[Dict[str, torch.Tensor]],
+        images: ImageList,
+        features: Dict[str, torch.Tensor],
+        gt_instances: Optional[List[Instances]],
+    ):
         if self.proposal_generator is not None:
             return self.proposal_generator(images, features, gt_instances)
+        else:  # an `else`: TorchScript then skips this branch when the generator exists
+            return self._given_proposals(batched_inputs), {}
+
+    @torch.jit.unused
+    def _given_proposals(self, batched_inputs: List[Dict[str, Any]]) -> List[Instances]:
         if "proposals" not in batched_inputs[0]:
             raise ValueError("GeneralizedRCNN without a proposal generator needs 'proposals' in every input")
-        return [x["proposals"].to(self.device) for x in batched_inputs], {}
+        return [x["proposals"].to(self.device) for x in batched_inputs]
 
     def forward(self, batched_inputs: List[Dict[str, torch.Tensor]]):
         """
@@ -216,14 +228,25 @@ class GeneralizedRCNN(nn.Module):
         else:
             detected_instances = [x.to(self.device) for x in detected_instances]
             results = self.roi_heads.forward_with_given_boxes(features, detected_instances)
-        if do_postprocess:
-            assert not torch.jit.is_scripting(), "Scripting is not supported for postprocess."
+        if not do_postprocess:
+            return results
+        if torch.jit.is_scripting():
+            raise AssertionError("Scripting is not supported for postprocess.")
+        else:
             return GeneralizedRCNN._postprocess(results, batched_inputs, images.image_sizes)
-        return results
 
     def preprocess_image(self, batched_inputs: List[Dict[str, torch.Tensor]]) -> ImageList:
         """Normalize, pad and batch the input images."""
-        return _preprocess(self, batched_inputs)
+        # The body of _preprocess, inline: TorchScript cannot pass a module to a function.
+        if not torch.jit.is_scripting():  # validation TorchScript cannot compile
+            _check_batched_inputs(batched_inputs, self.pixel_mean.shape[0])
+        images = [move_device_like(x["image"], self.pixel_mean) for x in batched_inputs]
+        images = [(x - self.pixel_mean) / self.pixel_std for x in images]
+        return ImageList.from_tensors(
+            images,
+            self.backbone.size_divisibility,
+            padding_constraints=self.backbone.padding_constraints,
+        )
 
     @staticmethod
     def _postprocess(instances, batched_inputs: List[Dict[str, torch.Tensor]], image_sizes):

@@ -352,7 +352,7 @@ class RetinaNetHead(nn.Module):
             bbox_reg: per level, (N, A * 4, H_l, W_l).
         """
         if len(features) != self._num_features:
-            raise ValueError(f"{type(self).__name__}: expected {self._num_features} feature maps, got {len(features)}")
+            raise ValueError(f"RetinaNetHead: expected {self._num_features} feature maps, got {len(features)}")
         logits = [self.cls_score(self.cls_subnet(f)) for f in features]
         bbox_reg = [self.bbox_pred(self.bbox_subnet(f)) for f in features]
         return logits, bbox_reg

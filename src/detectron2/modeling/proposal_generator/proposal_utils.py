@@ -142,10 +142,59 @@ def find_top_rpn_proposals(
         list[Instances]: per image, ``proposal_boxes`` (Boxes) and ``objectness_logits``
         sorted by decreasing logit.
     """
-    return _find_top_proposals(
-        Boxes, batched_nms, proposals, pred_objectness_logits, image_sizes,
-        nms_thresh, pre_nms_topk, post_nms_topk, min_box_size, training,
-    )
+    if torch.jit.is_scripting():  # TorchScript cannot pass classes/functions as values
+        return _find_top_rpn_proposals_scripting(
+            proposals, pred_objectness_logits, image_sizes, nms_thresh, pre_nms_topk, post_nms_topk,
+            min_box_size, training,
+        )
+    else:
+        return _find_top_proposals(
+            Boxes, batched_nms, proposals, pred_objectness_logits, image_sizes,
+            nms_thresh, pre_nms_topk, post_nms_topk, min_box_size, training,
+        )
+
+
+def _find_top_rpn_proposals_scripting(
+    proposals: List[torch.Tensor],
+    pred_objectness_logits: List[torch.Tensor],
+    image_sizes: List[Tuple[int, int]],
+    nms_thresh: float,
+    pre_nms_topk: int,
+    post_nms_topk: int,
+    min_box_size: float,
+    training: bool,
+) -> List[Instances]:
+    """find_top_rpn_proposals in the subset of Python that TorchScript compiles: the
+    same steps and ops as _topk_per_level and _select_one_image, for Boxes only."""
+    topk_boxes: List[torch.Tensor] = []
+    topk_scores: List[torch.Tensor] = []
+    level_ids: List[torch.Tensor] = []
+    for level_id, (proposals_i, logits_i) in enumerate(zip(proposals, pred_objectness_logits)):
+        k = min(logits_i.shape[1], pre_nms_topk)
+        scores_i, idx = logits_i.topk(k, dim=1)
+        topk_scores.append(scores_i)
+        topk_boxes.append(proposals_i.gather(1, idx.unsqueeze(-1).expand(-1, -1, proposals_i.shape[2])))
+        level_ids.append(torch.full((k,), level_id, dtype=torch.int64, device=proposals_i.device))
+    all_boxes, all_scores, all_levels = torch.cat(topk_boxes, 1), torch.cat(topk_scores, 1), torch.cat(level_ids)
+    results: List[Instances] = []
+    for n, image_size in enumerate(image_sizes):
+        boxes, scores, levels = Boxes(all_boxes[n]), all_scores[n], all_levels
+        valid = torch.isfinite(boxes.tensor).all(dim=1) & torch.isfinite(scores)
+        if not bool(valid.all()):
+            if training:
+                raise FloatingPointError("Predicted boxes or scores contain Inf/NaN. Training has diverged.")
+            boxes, scores, levels = boxes[valid], scores[valid], levels[valid]
+        boxes.clip(image_size)
+        keep = boxes.nonempty(threshold=min_box_size)
+        if keep.sum().item() != len(boxes):
+            boxes, scores, levels = boxes[keep], scores[keep], levels[keep]
+        keep = batched_nms(boxes.tensor, scores.float(), levels, nms_thresh)
+        keep = keep[:post_nms_topk]
+        result = Instances(image_size)
+        result.proposal_boxes = boxes[keep]
+        result.objectness_logits = scores[keep]
+        results.append(result)
+    return results
 
 
 def find_top_rrpn_proposals(

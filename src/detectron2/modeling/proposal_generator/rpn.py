@@ -36,6 +36,21 @@ def build_rpn_head(cfg, input_shape: List[ShapeSpec]) -> nn.Module:
     return RPN_HEAD_REGISTRY.get(cfg.MODEL.RPN.HEAD_NAME)(cfg, input_shape)
 
 
+def _check_in_features(module: nn.Module, features: Dict[str, torch.Tensor]) -> None:
+    missing = [f for f in module.in_features if f not in features]
+    if missing:
+        raise KeyError(f"{type(module).__name__}: features lack {missing} (got {sorted(features)})")
+
+
+def _check_gt_instances(module: nn.Module, gt_instances: Optional[List[Instances]], images: ImageList) -> None:
+    if gt_instances is None:
+        raise ValueError(
+            f"{type(module).__name__} needs gt_instances in training: give every input an 'instances' field"
+        )
+    if len(gt_instances) != len(images.image_sizes):
+        raise ValueError(f"gt_instances has {len(gt_instances)} entries for {len(images.image_sizes)} images")
+
+
 def _check_feature_list(features, name: str) -> None:
     if not isinstance(features, (list, tuple)) or len(features) == 0:
         raise TypeError(f"{name}: features must be a non-empty list of (N, C, H, W) tensors")
@@ -117,7 +132,8 @@ class StandardRPNHead(nn.Module):
             per level, objectness logits (N, A, Hi, Wi) and anchor deltas
             (N, A*box_dim, Hi, Wi).
         """
-        _check_feature_list(features, "StandardRPNHead")
+        if not torch.jit.is_scripting():
+            _check_feature_list(features, "StandardRPNHead")
         pred_objectness_logits, pred_anchor_deltas = [], []
         for x in features:
             t = self.conv(x)
@@ -359,20 +375,16 @@ class RPN(nn.Module):
                 ``objectness_logits``.
             losses: {"loss_rpn_cls", "loss_rpn_loc"} in training, else {}.
         """
-        missing = [f for f in self.in_features if f not in features]
-        if missing:
-            raise KeyError(f"{type(self).__name__}: features lack {missing} (got {sorted(features)})")
+        if not torch.jit.is_scripting():  # validation code TorchScript cannot compile
+            _check_in_features(self, features)
         features = [features[f] for f in self.in_features]
         anchors = self.anchor_generator(features)
         pred_objectness_logits, pred_anchor_deltas = self._flatten_predictions(*self.rpn_head(features))
 
         if self.training:
-            if gt_instances is None:
-                raise ValueError(
-                    f"{type(self).__name__} needs gt_instances in training: give every input an 'instances' field"
-                )
-            if len(gt_instances) != len(images.image_sizes):
-                raise ValueError(f"gt_instances has {len(gt_instances)} entries for {len(images.image_sizes)} images")
+            if not torch.jit.is_scripting():
+                _check_gt_instances(self, gt_instances, images)
+            assert gt_instances is not None, "RPN requires gt_instances in training!"
             gt_labels, gt_boxes = self.label_and_sample_anchors(anchors, gt_instances)
             losses = self.losses(anchors, pred_objectness_logits, gt_labels, pred_anchor_deltas, gt_boxes)
         else:

@@ -42,7 +42,8 @@ def fast_rcnn_inference(
             ``pred_classes``, at most ``topk_per_image`` of them, by decreasing score.
         kept_indices: per image, the index of the input row each detection comes from.
     """
-    _check_list_lengths(boxes=boxes, scores=scores, image_shapes=image_shapes)
+    if not torch.jit.is_scripting():  # validation TorchScript cannot compile
+        _check_list_lengths(boxes=boxes, scores=scores, image_shapes=image_shapes)
     results = [
         fast_rcnn_inference_single_image(b, s, shape, score_thresh, nms_thresh, topk_per_image)
         for b, s, shape in zip(boxes, scores, image_shapes)
@@ -61,7 +62,7 @@ def _check_predictions(boxes: torch.Tensor, scores: torch.Tensor, box_dim: int) 
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"argument '{name}' must be a torch.Tensor, got {type(t).__name__}")
         if t.dim() != 2:
-            raise ValueError(f"argument '{name}' must be 2-D, got shape {tuple(t.shape)}")
+            raise ValueError(f"argument '{name}' must be 2-D, got shape {t.shape}")
         if not t.is_floating_point():
             raise TypeError(f"argument '{name}' must be a floating-point tensor, got {t.dtype}")
     if boxes.shape[0] != scores.shape[0]:
@@ -72,7 +73,7 @@ def _check_predictions(boxes: torch.Tensor, scores: torch.Tensor, box_dim: int) 
     if num_classes < 1 or boxes.shape[1] not in (box_dim, box_dim * num_classes):
         raise ValueError(
             f"'boxes' must have shape (R, {box_dim}) or (R, K*{box_dim}) for 'scores' of shape (R, K+1); "
-            f"got boxes {tuple(boxes.shape)} and scores {tuple(scores.shape)}"
+            f"got boxes {boxes.shape} and scores {scores.shape}"
         )
 
 
@@ -108,7 +109,8 @@ def fast_rcnn_inference_single_image(
 ) -> Tuple[Instances, torch.Tensor]:
     """:func:`fast_rcnn_inference` for one image. Rows with a non-finite box or score
     are dropped first; the returned indices count the remaining rows."""
-    _check_predictions(boxes, scores, 4)
+    if not torch.jit.is_scripting():  # validation TorchScript cannot compile
+        _check_predictions(boxes, scores, 4)
     boxes, scores = _drop_non_finite(boxes, scores)
     num_bbox_reg_classes = boxes.shape[1] // 4
     clipped = Boxes(boxes.reshape(-1, 4))
@@ -291,7 +293,7 @@ class FastRCNNOutputLayers(nn.Module):
         if x.dim() != 2 or x.shape[1] != self.cls_score.in_features:
             raise ValueError(
                 f"FastRCNNOutputLayers: argument 'x' must hold {self.cls_score.in_features} features per RoI, "
-                f"got shape {tuple(x.shape)}"
+                f"got shape {x.shape}"
             )
         return self.cls_score(x), self.bbox_pred(x)
 
@@ -413,7 +415,7 @@ class FastRCNNOutputLayers(nn.Module):
         # as in Detectron and upstream.
         return loss_box_reg / max(gt_classes.numel(), 1.0)
 
-    def inference(self, predictions, proposals: List[Instances]) -> Tuple[List[Instances], List[torch.Tensor]]:
+    def inference(self, predictions: Tuple[torch.Tensor, torch.Tensor], proposals: List[Instances]) -> Tuple[List[Instances], List[torch.Tensor]]:
         """Detections per image (see :func:`fast_rcnn_inference`), from the predictions
         on ``proposals`` (which need ``proposal_boxes``)."""
         boxes = self.predict_boxes(predictions, proposals)
@@ -441,7 +443,7 @@ class FastRCNNOutputLayers(nn.Module):
             predict_boxes = predict_boxes.view(num_rois, num_pred_classes, box_dim)[rows, gt_classes]
         return list(predict_boxes.split([len(p) for p in proposals]))
 
-    def predict_boxes(self, predictions, proposals: List[Instances]) -> List[torch.Tensor]:
+    def predict_boxes(self, predictions: Tuple[torch.Tensor, torch.Tensor], proposals: List[Instances]) -> List[torch.Tensor]:
         """Per image, (Ri, K*B) (or (Ri, B) class-agnostic) decoded boxes."""
         if not len(proposals):
             return []
@@ -454,7 +456,7 @@ class FastRCNNOutputLayers(nn.Module):
         predict_boxes = self.box2box_transform.apply_deltas(proposal_deltas, proposal_boxes)
         return list(predict_boxes.split([len(p) for p in proposals]))
 
-    def predict_probs(self, predictions, proposals: List[Instances]) -> List[torch.Tensor]:
+    def predict_probs(self, predictions: Tuple[torch.Tensor, torch.Tensor], proposals: List[Instances]) -> List[torch.Tensor]:
         """Per image, (Ri, K+1) class probabilities (softmax, or per-class sigmoid)."""
         scores, _ = predictions
         if self.use_sigmoid_ce:

@@ -66,7 +66,8 @@ def keypoint_rcnn_loss(
         normalizer: divide the summed loss by this; None divides by the number of
             visible keypoints.
     """
-    _check_keypoint_logits(pred_keypoint_logits, instances)
+    if not torch.jit.is_scripting():  # validation TorchScript cannot compile
+        _check_keypoint_logits(pred_keypoint_logits, instances)
     heatmaps = []
     valid = []
     keypoint_side_len = pred_keypoint_logits.shape[2]
@@ -105,7 +106,8 @@ def keypoint_rcnn_inference(pred_keypoint_logits: torch.Tensor, pred_instances: 
         pred_keypoint_logits: (R, K, S, S).
         pred_instances: per image, detections with ``pred_boxes``; modified in place.
     """
-    _check_keypoint_logits(pred_keypoint_logits, pred_instances)
+    if not torch.jit.is_scripting():  # validation TorchScript cannot compile
+        _check_keypoint_logits(pred_keypoint_logits, pred_instances)
     bboxes_flat = cat([b.pred_boxes.tensor for b in pred_instances], dim=0)
     pred_keypoint_logits = pred_keypoint_logits.detach()
     keypoint_results = heatmaps_to_keypoints(pred_keypoint_logits, bboxes_flat.detach())  # (R, K, 4)

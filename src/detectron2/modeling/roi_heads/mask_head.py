@@ -33,7 +33,7 @@ def _check_mask_logits(pred_mask_logits: torch.Tensor, instances: List[Instances
         shape = tuple(pred_mask_logits.shape) if isinstance(pred_mask_logits, torch.Tensor) else type(pred_mask_logits)
         raise ValueError(f"argument 'pred_mask_logits' must be a (B, C, M, M) tensor, got {shape}")
     if pred_mask_logits.size(2) != pred_mask_logits.size(3):
-        raise ValueError(f"argument 'pred_mask_logits' must hold square masks, got {tuple(pred_mask_logits.shape)}")
+        raise ValueError(f"argument 'pred_mask_logits' must hold square masks, got {pred_mask_logits.shape}")
     total = sum(len(x) for x in instances)
     if pred_mask_logits.size(0) != total:
         raise ValueError(
@@ -77,7 +77,8 @@ def mask_rcnn_loss(pred_mask_logits: torch.Tensor, instances: List[Instances], v
         vis_period: put the predicted and gt masks into the event storage as images
             every this many iterations (0: never).
     """
-    _check_mask_logits(pred_mask_logits, instances)
+    if not torch.jit.is_scripting():  # validation TorchScript cannot compile
+        _check_mask_logits(pred_mask_logits, instances)
     cls_agnostic_mask = pred_mask_logits.size(1) == 1
     mask_side_len = pred_mask_logits.size(2)
 
@@ -121,7 +122,8 @@ def mask_rcnn_inference(pred_mask_logits: torch.Tensor, pred_instances: List[Ins
         pred_mask_logits: (B, C, M, M), C = number of classes or 1 (class-agnostic).
         pred_instances: per image, the detections, B in total; modified in place.
     """
-    _check_mask_logits(pred_mask_logits, pred_instances)
+    if not torch.jit.is_scripting():  # validation TorchScript cannot compile
+        _check_mask_logits(pred_mask_logits, pred_instances)
     cls_agnostic_mask = pred_mask_logits.size(1) == 1
     if cls_agnostic_mask:
         mask_probs_pred = pred_mask_logits.sigmoid()

@@ -100,9 +100,9 @@ def select_proposals_with_visible_keypoints(proposals: List[Instances]) -> List[
 
 
 def _select_features(features: Dict[str, torch.Tensor], names: List[str]) -> List[torch.Tensor]:
-    missing = [f for f in names if f not in features]
-    if missing:
-        raise KeyError(f"ROI heads need the features {missing}; the backbone gave {sorted(features)}")
+    for f in names:  # a loop: TorchScript has no comprehension with `if`
+        if f not in features:
+            raise KeyError(f"ROI heads need the feature {f}; the backbone gave {list(features.keys())}")
     return [features[f] for f in names]
 
 
@@ -392,7 +392,8 @@ class Res5ROIHeads(ROIHeads):
     ) -> List[Instances]:
         """Run the mask branch on given detections (``pred_boxes``, ``pred_classes``)
         at inference; returns ``instances`` with ``pred_masks`` when the branch exists."""
-        _check_given_boxes(self, instances)
+        if not torch.jit.is_scripting():  # validation TorchScript cannot compile
+            _check_given_boxes(self, instances)
         if not self.mask_on:
             return instances
         x = self._shared_roi_transform(
@@ -433,6 +434,11 @@ class StandardROIHeads(ROIHeads):
     """The ROI heads of FPN models: each branch (box, mask, keypoint) pools its own
     features and has its own head. Mask and keypoint branches see, in training, the
     foreground proposals and, at inference, the box branch's detections."""
+
+    # Constants for TorchScript, which then compiles only the enabled branches; eager
+    # code (e.g. test-time augmentation) may still switch them.
+    mask_on: torch.jit.Final[bool]
+    keypoint_on: torch.jit.Final[bool]
 
     @configurable
     def __init__(
@@ -580,7 +586,8 @@ class StandardROIHeads(ROIHeads):
         Returns:
             the same Instances with ``pred_masks`` / ``pred_keypoints`` added.
         """
-        _check_given_boxes(self, instances)
+        if not torch.jit.is_scripting():  # validation TorchScript cannot compile
+            _check_given_boxes(self, instances)
         instances = self._forward_mask(features, instances)
         instances = self._forward_keypoint(features, instances)
         return instances
@@ -605,14 +612,6 @@ class StandardROIHeads(ROIHeads):
         pred_instances, _ = self.box_predictor.inference(predictions, proposals)
         return pred_instances
 
-    def _branch_features(self, features, in_features, pooler, instances):
-        """Pooled features of a mask/keypoint branch for the training RoIs or the
-        detections, or the feature dict when the head pools itself."""
-        if pooler is None:
-            return dict(zip(in_features, _select_features(features, in_features)))
-        boxes = [x.proposal_boxes if self.training else x.pred_boxes for x in instances]
-        return pooler(_select_features(features, in_features), boxes)
-
     def _forward_mask(self, features: Dict[str, torch.Tensor], instances: List[Instances]):
         """The mask branch: {"loss_mask"} in training, instances with ``pred_masks``
         at inference (unchanged input when the branch is off)."""
@@ -621,8 +620,13 @@ class StandardROIHeads(ROIHeads):
         if self.training:
             # Masks are learned on foreground proposals only.
             instances, _ = select_foreground_proposals(instances, self.num_classes)
-        x = self._branch_features(features, self.mask_in_features, self.mask_pooler, instances)
-        return self.mask_head(x, instances)
+        # Pooled features of the training RoIs or the detections, or the feature dict when
+        # the head pools itself. Written inline (not a helper) so that TorchScript types it.
+        if self.mask_pooler is not None:
+            boxes = [x.proposal_boxes if self.training else x.pred_boxes for x in instances]
+            x = self.mask_pooler(_select_features(features, self.mask_in_features), boxes)
+            return self.mask_head(x, instances)
+        return self.mask_head(dict(zip(self.mask_in_features, _select_features(features, self.mask_in_features))), instances)
 
     def _forward_keypoint(self, features: Dict[str, torch.Tensor], instances: List[Instances]):
         """The keypoint branch: {"loss_keypoint"} in training, instances with
@@ -633,5 +637,9 @@ class StandardROIHeads(ROIHeads):
             # Only foreground proposals with a visible keypoint inside give a loss.
             instances, _ = select_foreground_proposals(instances, self.num_classes)
             instances = select_proposals_with_visible_keypoints(instances)
-        x = self._branch_features(features, self.keypoint_in_features, self.keypoint_pooler, instances)
-        return self.keypoint_head(x, instances)
+        if self.keypoint_pooler is not None:
+            boxes = [x.proposal_boxes if self.training else x.pred_boxes for x in instances]
+            x = self.keypoint_pooler(_select_features(features, self.keypoint_in_features), boxes)
+            return self.keypoint_head(x, instances)
+        keypoint_features = dict(zip(self.keypoint_in_features, _select_features(features, self.keypoint_in_features)))
+        return self.keypoint_head(keypoint_features, instances)
