@@ -88,12 +88,17 @@ class ExtentTransform(Transform):
         return _pil_apply(img, extent)
 
     def apply_coords(self, coords: np.ndarray) -> np.ndarray:
-        # Shift to the rectangle's origin and scale to the output size.
+        # Map the rectangle's centre to the output's centre and scale to the output
+        # size; in float32 and in this order, as upstream, for the same numbers.
         h, w = self.output_size
         x0, y0, x1, y1 = self.src_rect
-        out = np.asarray(coords, dtype=np.float64).copy()
-        out[:, 0] = (out[:, 0] - x0) * (w / (x1 - x0))
-        out[:, 1] = (out[:, 1] - y0) * (h / (y1 - y0))
+        out = np.asarray(coords).astype(np.float32)
+        out[:, 0] -= 0.5 * (x0 + x1)
+        out[:, 1] -= 0.5 * (y0 + y1)
+        out[:, 0] *= w / (x1 - x0)
+        out[:, 1] *= h / (y1 - y0)
+        out[:, 0] += 0.5 * w
+        out[:, 1] += 0.5 * h
         return out
 
     def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
@@ -150,9 +155,12 @@ class ResizeTransform(Transform):
         return out.numpy()
 
     def apply_coords(self, coords: np.ndarray) -> np.ndarray:
-        coords = np.asarray(coords, dtype=np.float64).copy()
-        coords[:, 0] *= self.new_w * 1.0 / self.w
-        coords[:, 1] *= self.new_h * 1.0 / self.h
+        # Upstream scales in place, so the input dtype is kept (integer coordinates
+        # stay integers, truncated like numpy assignment does); we copy first so the
+        # caller's array is not modified, and give the same numbers.
+        coords = np.array(coords, copy=True)
+        coords[:, 0] = coords[:, 0] * (self.new_w * 1.0 / self.w)
+        coords[:, 1] = coords[:, 1] * (self.new_h * 1.0 / self.h)
         return coords
 
     def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
