@@ -6,7 +6,7 @@ clear, message-carrying errors instead, and derive them from both the natural ty
 upstream's, so ``except AssertionError`` and ``except ValueError`` both keep working.
 """
 
-__all__ = ["ValueAssertionError", "TypeAssertionError", "ValueKeyError", "ValueTypeError"]
+__all__ = ["ValueAssertionError", "TypeAssertionError", "IndexAssertionError", "ValueKeyError", "ValueTypeError"]
 
 
 class ValueAssertionError(ValueError, AssertionError):
@@ -15,6 +15,10 @@ class ValueAssertionError(ValueError, AssertionError):
 
 class TypeAssertionError(TypeError, AssertionError):
     """An argument of the wrong type where upstream raises AssertionError."""
+
+
+class IndexAssertionError(IndexError, AssertionError):
+    """An index that selects no valid sub-structure, where upstream asserts."""
 
 
 class ValueTypeError(ValueError, TypeError):
