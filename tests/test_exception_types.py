@@ -8,7 +8,13 @@ from PIL import Image
 
 from detectron2.data import MetadataCatalog
 from detectron2.data import transforms as T
-from detectron2.layers._errors import IndexAssertionError, TypeAssertionError, ValueAssertionError, ValueKeyError
+from detectron2.layers._errors import (
+    IndexAssertionError,
+    KeyAssertionError,
+    TypeAssertionError,
+    ValueAssertionError,
+    ValueKeyError,
+)
 from detectron2.modeling.matcher import Matcher
 from detectron2.structures import BitMasks, Boxes, BoxMode, ImageList, Instances, Keypoints, RotatedBoxes
 
@@ -18,7 +24,9 @@ def test_error_classes_are_both_types():
     assert issubclass(TypeAssertionError, TypeError) and issubclass(TypeAssertionError, AssertionError)
     assert issubclass(IndexAssertionError, IndexError) and issubclass(IndexAssertionError, AssertionError)
     assert issubclass(ValueKeyError, ValueError) and issubclass(ValueKeyError, KeyError)
+    assert issubclass(KeyAssertionError, KeyError) and issubclass(KeyAssertionError, AssertionError)
     assert str(ValueKeyError("no such interp 7")) == "no such interp 7"  # not repr()-quoted like KeyError
+    assert str(KeyAssertionError("key 'a' twice")) == "key 'a' twice"
 
 
 # (callable that must fail, the upstream type, a fragment of our message)
@@ -45,7 +53,18 @@ CASES = [
     (lambda: T.ResizeTransform(4, 4, 2, 2).apply_image(np.zeros((5, 4), np.uint8)), AssertionError, "size"),
     (lambda: T.ResizeTransform(4, 4, 2, 2, Image.BOX).apply_image(np.zeros((4, 4), np.float32)), KeyError, "torch"),
     (lambda: MetadataCatalog.get(""), AssertionError, "name"),
+    (lambda: _two_evaluators_with_one_key(), AssertionError, "both produced"),
 ]
+
+
+def _two_evaluators_with_one_key():
+    from detectron2.evaluation import DatasetEvaluator, DatasetEvaluators
+
+    class Fixed(DatasetEvaluator):
+        def evaluate(self):
+            return {"bbox": {"AP": 1.0}}
+
+    return DatasetEvaluators([Fixed(), Fixed()]).evaluate()
 
 
 @pytest.mark.parametrize("fn,upstream_type,fragment", CASES)
@@ -53,5 +72,5 @@ def test_upstream_type_kept(fn, upstream_type, fragment):
     with pytest.raises(upstream_type) as info:
         fn()
     # ...and also a natural Python type with a message that names the problem.
-    assert isinstance(info.value, (ValueError, TypeError, IndexError))
+    assert isinstance(info.value, (ValueError, TypeError, IndexError, KeyError))
     assert fragment.lower() in str(info.value).lower()

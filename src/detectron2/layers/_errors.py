@@ -6,7 +6,7 @@ clear, message-carrying errors instead, and derive them from both the natural ty
 upstream's, so ``except AssertionError`` and ``except ValueError`` both keep working.
 """
 
-__all__ = ["ValueAssertionError", "TypeAssertionError", "IndexAssertionError", "ValueKeyError", "ValueTypeError"]
+__all__ = ["ValueAssertionError", "TypeAssertionError", "IndexAssertionError", "KeyAssertionError", "ValueKeyError", "ValueTypeError"]
 
 
 class ValueAssertionError(ValueError, AssertionError):
@@ -19,6 +19,14 @@ class TypeAssertionError(TypeError, AssertionError):
 
 class IndexAssertionError(IndexError, AssertionError):
     """An index that selects no valid sub-structure, where upstream asserts."""
+
+
+class KeyAssertionError(KeyError, AssertionError):
+    """A duplicate or missing key where upstream asserts."""
+
+    def __str__(self) -> str:
+        # KeyError.__str__ would repr() the message; show it as written.
+        return Exception.__str__(self)
 
 
 class ValueTypeError(ValueError, TypeError):
