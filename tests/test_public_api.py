@@ -325,12 +325,16 @@ def _defaults() -> Dict[str, Any]:
         "load_image_into_numpy_array": load_image_into_numpy_array,
         "scale_clamp": math.log(1000.0 / 16),
         "maxsize": 2**63 - 1,
+        "LayerNorm": torch.nn.LayerNorm,
+        "GELU": torch.nn.GELU,
+        "CLASS_NAMES": importlib.import_module("detectron2.data.datasets.pascal_voc").CLASS_NAMES,
     }
 
 
 R = REQUIRED
 # callable -> upstream's parameters in order, (name, default); R = no default.
-# Ours may add parameters after them (with defaults): upstream's calls still work.
+# Ours may add parameters after them (with defaults), or a default to a required one:
+# upstream's calls still work.
 SIGNATURES: Dict[str, List[Tuple[str, Any]]] = {
     "detectron2.utils.visualizer.Visualizer.__init__": [
         ("self", R), ("img_rgb", R), ("metadata", None), ("scale", 1.0), ("instance_mode", "@ColorMode.IMAGE"),
@@ -614,6 +618,218 @@ SIGNATURES: Dict[str, List[Tuple[str, Any]]] = {
     "detectron2.utils.colormap.colormap": [("rgb", False), ("maximum", 255)],
     "detectron2.utils.colormap.random_color": [("rgb", False), ("maximum", 255)],
     "detectron2.utils.colormap.random_colors": [("N", R), ("rgb", False), ("maximum", 255)],
+    "detectron2.structures.instances.Instances.__init__": [("self", R), ("image_size", R), ("**kwargs", R)],
+    "detectron2.structures.image_list.ImageList.__init__": [("self", R), ("tensor", R), ("image_sizes", R)],
+    "detectron2.structures.keypoints.Keypoints.to_heatmap": [("self", R), ("boxes", R), ("heatmap_size", R)],
+    "detectron2.structures.masks.BitMasks.crop_and_resize": [("self", R), ("boxes", R), ("mask_size", R)],
+    "detectron2.structures.masks.PolygonMasks.crop_and_resize": [("self", R), ("boxes", R), ("mask_size", R)],
+    "detectron2.structures.masks.BitMasks.from_polygon_masks": [("polygon_masks", R), ("height", R), ("width", R)],
+    "detectron2.structures.masks.BitMasks.from_roi_masks": [("roi_masks", R), ("height", R), ("width", R)],
+    "detectron2.structures.masks.ROIMasks.to_bitmasks": [
+        ("self", R), ("boxes", R), ("height", R), ("width", R), ("threshold", 0.5),
+    ],
+    "detectron2.structures.boxes.Boxes.clip": [("self", R), ("box_size", R)],
+    "detectron2.structures.boxes.Boxes.nonempty": [("self", R), ("threshold", 0.0)],
+    "detectron2.structures.boxes.Boxes.inside_box": [("self", R), ("box_size", R), ("boundary_threshold", 0)],
+    "detectron2.structures.boxes.Boxes.scale": [("self", R), ("scale_x", R), ("scale_y", R)],
+    "detectron2.structures.rotated_boxes.RotatedBoxes.clip": [
+        ("self", R), ("box_size", R), ("clip_angle_threshold", 1.0),
+    ],
+    "detectron2.structures.rotated_boxes.RotatedBoxes.nonempty": [("self", R), ("threshold", 0.0)],
+    "detectron2.structures.rotated_boxes.RotatedBoxes.inside_box": [
+        ("self", R), ("box_size", R), ("boundary_threshold", 0),
+    ],
+    "detectron2.structures.rotated_boxes.RotatedBoxes.scale": [("self", R), ("scale_x", R), ("scale_y", R)],
+    "detectron2.data.dataset_mapper.DatasetMapper.__init__": [
+        ("self", R), ("is_train", R), ("augmentations", R), ("image_format", R), ("use_instance_mask", False),
+        ("use_keypoint", False), ("instance_mask_format", 'polygon'), ("keypoint_hflip_indices", None),
+        ("precomputed_proposal_topk", None), ("recompute_boxes", False),
+    ],
+    "detectron2.data.catalog._DatasetCatalog.register": [("self", R), ("name", R), ("func", R)],
+    "detectron2.engine.defaults.DefaultTrainer.test": [("cfg", R), ("model", R), ("evaluators", None)],
+    "detectron2.engine.defaults.DefaultTrainer.resume_or_load": [("self", R), ("resume", True)],
+    "detectron2.engine.defaults.DefaultTrainer.build_evaluator": [("cfg", R), ("dataset_name", R)],
+    "detectron2.engine.defaults.DefaultPredictor.__init__": [("self", R), ("cfg", R)],
+    "detectron2.modeling.meta_arch.rcnn.GeneralizedRCNN.__init__": [
+        ("self", R), ("backbone", R), ("proposal_generator", R), ("roi_heads", R), ("pixel_mean", R),
+        ("pixel_std", R), ("input_format", None), ("vis_period", 0),
+    ],
+    "detectron2.modeling.meta_arch.rcnn.GeneralizedRCNN.inference": [
+        ("self", R), ("batched_inputs", R), ("detected_instances", None), ("do_postprocess", True),
+    ],
+    "detectron2.modeling.meta_arch.retinanet.RetinaNet.__init__": [
+        ("self", R), ("backbone", R), ("head", R), ("head_in_features", R), ("anchor_generator", R),
+        ("box2box_transform", R), ("anchor_matcher", R), ("num_classes", R), ("focal_loss_alpha", 0.25),
+        ("focal_loss_gamma", 2.0), ("smooth_l1_beta", 0.0), ("box_reg_loss_type", 'smooth_l1'),
+        ("test_score_thresh", 0.05), ("test_topk_candidates", 1000), ("test_nms_thresh", 0.5),
+        ("max_detections_per_image", 100), ("pixel_mean", R), ("pixel_std", R), ("vis_period", 0),
+        ("input_format", 'BGR'),
+    ],
+    "detectron2.modeling.proposal_generator.rpn.RPN.__init__": [
+        ("self", R), ("in_features", R), ("head", R), ("anchor_generator", R), ("anchor_matcher", R),
+        ("box2box_transform", R), ("batch_size_per_image", R), ("positive_fraction", R), ("pre_nms_topk", R),
+        ("post_nms_topk", R), ("nms_thresh", 0.7), ("min_box_size", 0.0), ("anchor_boundary_thresh", -1.0),
+        ("loss_weight", 1.0), ("box_reg_loss_type", 'smooth_l1'), ("smooth_l1_beta", 0.0),
+    ],
+    "detectron2.modeling.roi_heads.roi_heads.StandardROIHeads.__init__": [
+        ("self", R), ("box_in_features", R), ("box_pooler", R), ("box_head", R), ("box_predictor", R),
+        ("mask_in_features", None), ("mask_pooler", None), ("mask_head", None), ("keypoint_in_features", None),
+        ("keypoint_pooler", None), ("keypoint_head", None), ("train_on_pred_boxes", False), ("**kwargs", R),
+    ],
+    "detectron2.modeling.roi_heads.roi_heads.ROIHeads.__init__": [
+        ("self", R), ("num_classes", R), ("batch_size_per_image", R), ("positive_fraction", R),
+        ("proposal_matcher", R), ("proposal_append_gt", True),
+    ],
+    "detectron2.modeling.roi_heads.fast_rcnn.FastRCNNOutputLayers.__init__": [
+        ("self", R), ("input_shape", R), ("box2box_transform", R), ("num_classes", R), ("test_score_thresh", 0.0),
+        ("test_nms_thresh", 0.5), ("test_topk_per_image", 100), ("cls_agnostic_bbox_reg", False),
+        ("smooth_l1_beta", 0.0), ("box_reg_loss_type", 'smooth_l1'), ("loss_weight", 1.0), ("use_fed_loss", False),
+        ("use_sigmoid_ce", False), ("get_fed_loss_cls_weights", None), ("fed_loss_num_classes", 50),
+    ],
+    "detectron2.modeling.roi_heads.box_head.FastRCNNConvFCHead.__init__": [
+        ("self", R), ("input_shape", R), ("conv_dims", R), ("fc_dims", R), ("conv_norm", ''),
+    ],
+    "detectron2.modeling.roi_heads.mask_head.MaskRCNNConvUpsampleHead.__init__": [
+        ("self", R), ("input_shape", R), ("num_classes", R), ("conv_dims", R), ("conv_norm", ''), ("**kwargs", R),
+    ],
+    "detectron2.modeling.roi_heads.mask_head.BaseMaskRCNNHead.__init__": [
+        ("self", R), ("loss_weight", 1.0), ("vis_period", 0),
+    ],
+    "detectron2.modeling.roi_heads.keypoint_head.KRCNNConvDeconvUpsampleHead.__init__": [
+        ("self", R), ("input_shape", R), ("num_keypoints", R), ("conv_dims", R), ("**kwargs", R),
+    ],
+    "detectron2.modeling.roi_heads.keypoint_head.BaseKeypointRCNNHead.__init__": [
+        ("self", R), ("num_keypoints", R), ("loss_weight", 1.0), ("loss_normalizer", 1.0),
+    ],
+    "detectron2.modeling.anchor_generator.DefaultAnchorGenerator.__init__": [
+        ("self", R), ("sizes", R), ("aspect_ratios", R), ("strides", R), ("offset", 0.5),
+    ],
+    "detectron2.modeling.anchor_generator.RotatedAnchorGenerator.__init__": [
+        ("self", R), ("sizes", R), ("aspect_ratios", R), ("strides", R), ("angles", R), ("offset", 0.5),
+    ],
+    "detectron2.modeling.proposal_generator.rpn.StandardRPNHead.__init__": [
+        ("self", R), ("in_channels", R), ("num_anchors", R), ("box_dim", 4), ("conv_dims", (-1,)),
+    ],
+    "detectron2.modeling.meta_arch.retinanet.RetinaNetHead.__init__": [
+        ("self", R), ("input_shape", R), ("num_classes", R), ("num_anchors", R), ("conv_dims", R), ("norm", ''),
+        ("prior_prob", 0.01),
+    ],
+    "detectron2.modeling.box_regression.Box2BoxTransformLinear.__init__": [("self", R), ("normalize_by_size", True)],
+    "detectron2.modeling.meta_arch.panoptic_fpn.PanopticFPN.__init__": [
+        ("self", R), ("sem_seg_head", R), ("combine_overlap_thresh", 0.5), ("combine_stuff_area_thresh", 4096),
+        ("combine_instances_score_thresh", 0.5), ("**kwargs", R),
+    ],
+    "detectron2.modeling.meta_arch.semantic_seg.SemanticSegmentor.__init__": [
+        ("self", R), ("backbone", R), ("sem_seg_head", R), ("pixel_mean", R), ("pixel_std", R),
+    ],
+    "detectron2.modeling.meta_arch.semantic_seg.SemSegFPNHead.__init__": [
+        ("self", R), ("input_shape", R), ("num_classes", R), ("conv_dims", R), ("common_stride", R),
+        ("loss_weight", 1.0), ("norm", None), ("ignore_value", -1),
+    ],
+    "detectron2.modeling.backbone.vit.ViT.__init__": [
+        ("self", R), ("img_size", 1024), ("patch_size", 16), ("in_chans", 3), ("embed_dim", 768), ("depth", 12),
+        ("num_heads", 12), ("mlp_ratio", 4.0), ("qkv_bias", True), ("drop_path_rate", 0.0),
+        ("norm_layer", "@LayerNorm"), ("act_layer", "@GELU"), ("use_abs_pos", True), ("use_rel_pos", False),
+        ("rel_pos_zero_init", True), ("window_size", 0), ("window_block_indexes", ()),
+        ("residual_block_indexes", ()), ("use_act_checkpoint", False), ("pretrain_img_size", 224),
+        ("pretrain_use_cls_token", True), ("out_feature", 'last_feat'),
+    ],
+    "detectron2.modeling.backbone.vit.SimpleFeaturePyramid.__init__": [
+        ("self", R), ("net", R), ("in_feature", R), ("out_channels", R), ("scale_factors", R), ("top_block", None),
+        ("norm", 'LN'), ("square_pad", 0),
+    ],
+    "detectron2.modeling.backbone.resnet.ResNet.make_stage": [
+        ("block_class", R), ("num_blocks", R), ("in_channels", R), ("out_channels", R), ("**kwargs", R),
+    ],
+    "detectron2.modeling.backbone.resnet.BasicStem.__init__": [
+        ("self", R), ("in_channels", 3), ("out_channels", 64), ("norm", 'BN'),
+    ],
+    "detectron2.modeling.backbone.fpn.LastLevelP6P7.__init__": [
+        ("self", R), ("in_channels", R), ("out_channels", R), ("in_feature", 'res5'),
+    ],
+    "detectron2.modeling.test_time_augmentation.GeneralizedRCNNWithTTA.__init__": [
+        ("self", R), ("cfg", R), ("model", R), ("tta_mapper", None), ("batch_size", 3),
+    ],
+    "detectron2.modeling.test_time_augmentation.DatasetMapperTTA.__init__": [
+        ("self", R), ("min_sizes", R), ("max_size", R), ("flip", R),
+    ],
+    "detectron2.engine.hooks.PeriodicWriter.__init__": [("self", R), ("writers", R), ("period", 20)],
+    "detectron2.engine.hooks.EvalHook.__init__": [
+        ("self", R), ("eval_period", R), ("eval_function", R), ("eval_after_train", True),
+    ],
+    "detectron2.engine.hooks.BestCheckpointer.__init__": [
+        ("self", R), ("eval_period", R), ("checkpointer", R), ("val_metric", R), ("mode", 'max'),
+        ("file_prefix", 'model_best'),
+    ],
+    "detectron2.engine.hooks.PreciseBN.__init__": [
+        ("self", R), ("period", R), ("model", R), ("data_loader", R), ("num_iter", R),
+    ],
+    "detectron2.engine.hooks.IterationTimer.__init__": [("self", R), ("warmup_iter", 3)],
+    "detectron2.engine.hooks.LRScheduler.__init__": [("self", R), ("optimizer", None), ("scheduler", None)],
+    "detectron2.engine.hooks.TorchProfiler.__init__": [
+        ("self", R), ("enable_predicate", R), ("output_dir", R), ("activities", None), ("save_tensorboard", True),
+    ],
+    "detectron2.engine.hooks.AutogradProfiler.__init__": [
+        ("self", R), ("enable_predicate", R), ("output_dir", R), ("use_cuda", True),
+    ],
+    "detectron2.engine.hooks.TorchMemoryStats.__init__": [("self", R), ("period", 20), ("max_runs", 10)],
+    "detectron2.engine.hooks.CallbackHook.__init__": [
+        ("self", R), ("before_train", None), ("after_train", None), ("before_step", None), ("after_step", None),
+    ],
+    "detectron2.evaluation.rotated_coco_evaluation.RotatedCOCOEvaluator.__init__": [
+        ("self", R), ("dataset_name", R), ("tasks", None), ("distributed", True), ("output_dir", None),
+        ("max_dets_per_image", None), ("use_fast_impl", True), ("kpt_oks_sigmas", ()), ("allow_cached_coco", True),
+    ],
+    "detectron2.evaluation.cityscapes_evaluation.CityscapesEvaluator.__init__": [("self", R), ("dataset_name", R)],
+    "detectron2.utils.visualizer.GenericMask.__init__": [
+        ("self", R), ("mask_or_polygons", R), ("height", R), ("width", R),
+    ],
+    "detectron2.utils.visualizer.VisImage.__init__": [("self", R), ("img", R), ("scale", 1.0)],
+    "detectron2.utils.video_visualizer.VideoVisualizer.draw_instance_predictions": [
+        ("self", R), ("frame", R), ("predictions", R),
+    ],
+    "detectron2.config.config.CfgNode.merge_from_file": [("self", R), ("cfg_filename", R), ("allow_unsafe", True)],
+    "detectron2.checkpoint.c2_model_loading.align_and_update_state_dicts": [
+        ("model_state_dict", R), ("ckpt_state_dict", R), ("c2_conversion", True),
+    ],
+    "detectron2.data.build.load_proposals_into_dataset": [("dataset_dicts", R), ("proposal_file", R)],
+    "detectron2.data.build.print_instances_class_histogram": [("dataset_dicts", R), ("class_names", R)],
+    "detectron2.data.datasets.lvis.load_lvis_json": [
+        ("json_file", R), ("image_root", R), ("dataset_name", None), ("extra_annotation_keys", None),
+    ],
+    "detectron2.data.datasets.pascal_voc.load_voc_instances": [("dirname", R), ("split", R), ("class_names", R)],
+    "detectron2.data.datasets.pascal_voc.register_pascal_voc": [
+        ("name", R), ("dirname", R), ("split", R), ("year", R), ("class_names", "@CLASS_NAMES"),
+    ],
+    "detectron2.data.datasets.coco_panoptic.register_coco_panoptic": [
+        ("name", R), ("metadata", R), ("image_root", R), ("panoptic_root", R), ("panoptic_json", R),
+        ("instances_json", None),
+    ],
+    "detectron2.data.datasets.coco_panoptic.register_coco_panoptic_separated": [
+        ("name", R), ("metadata", R), ("image_root", R), ("panoptic_root", R), ("panoptic_json", R),
+        ("sem_seg_root", R), ("instances_json", R),
+    ],
+    "detectron2.data.datasets.coco_panoptic.load_coco_panoptic_json": [
+        ("json_file", R), ("image_dir", R), ("gt_dir", R), ("meta", R),
+    ],
+    "detectron2.data.transforms.augmentation.apply_augmentations": [("augmentations", R), ("inputs", R)],
+    "detectron2.data.transforms.augmentation.AugInput.__init__": [
+        ("self", R), ("image", R), ("boxes", None), ("sem_seg", None),
+    ],
+    "detectron2.data.transforms.augmentation_impl.RandomBrightness.__init__": [
+        ("self", R), ("intensity_min", R), ("intensity_max", R),
+    ],
+    "detectron2.data.transforms.augmentation_impl.RandomLighting.__init__": [("self", R), ("scale", R)],
+    "detectron2.data.transforms.augmentation_impl.RandomCrop_CategoryAreaConstraint.__init__": [
+        ("self", R), ("crop_type", R), ("crop_size", R), ("single_category_max_area", 1.0),
+        ("ignored_category", None),
+    ],
+    "detectron2.data.transforms.augmentation_impl.RandomResize.__init__": [
+        ("self", R), ("shape_list", R), ("interp", "@Image.BILINEAR"),
+    ],
+    "detectron2.data.transforms.augmentation_impl.RandomApply.__init__": [
+        ("self", R), ("tfm_or_aug", R), ("prob", 0.5),
+    ],
     "detectron2.data.build.build_batch_data_loader": [
         ("dataset", R), ("sampler", R), ("total_batch_size", R), ("aspect_ratio_grouping", False),
         ("num_workers", 0), ("collate_fn", None), ("drop_last", True), ("single_gpu_batch_size", None),
@@ -651,6 +867,8 @@ def test_signatures_accept_upstream_calls(qualified):
         if isinstance(default, str) and default.startswith("@"):
             default = defaults[default[1:]]
         got = p.default
+        if default is REQUIRED:
+            continue  # ours may add a default: upstream's calls pass the argument anyway
         if isinstance(default, float) and isinstance(got, float):
             assert got == pytest.approx(default), name
         else:
