@@ -412,3 +412,45 @@ def test_vit_and_simple_feature_pyramid():
         return out
 
     assert_same_draws(ours, ref)
+
+
+def test_fcos_head_adds_centerness_after_retinanet_layers():
+    from detectron2.modeling.meta_arch.fcos import FCOSHead
+
+    def ours():
+        return FCOSHead(input_shape=[ShapeSpec(channels=8)] * 2, num_classes=3, conv_dims=[8])
+
+    def ref():
+        cls_conv, bbox_conv = nn.Conv2d(8, 8, 3, 1, 1), nn.Conv2d(8, 8, 3, 1, 1)
+        cls_score, bbox_pred = nn.Conv2d(8, 3, 3, 1, 1), nn.Conv2d(8, 4, 3, 1, 1)
+        for m in (cls_conv, bbox_conv, cls_score, bbox_pred):
+            normal(m, 0.01)
+        nn.init.constant_(cls_score.bias, -math.log((1 - 0.01) / 0.01))
+        ctrness = nn.Conv2d(8, 1, 3, 1, 1)
+        normal(ctrness, 0.01)
+        return {**_params("cls_subnet.0.", cls_conv), **_params("bbox_subnet.0.", bbox_conv),
+                **_params("cls_score.", cls_score), **_params("bbox_pred.", bbox_pred), **_params("ctrness.", ctrness)}
+
+    assert_same_draws(ours, ref)
+
+
+def test_sem_seg_fpn_head():
+    from detectron2.modeling.meta_arch.semantic_seg import SemSegFPNHead
+
+    shapes = {"p3": ShapeSpec(channels=6, stride=8), "p2": ShapeSpec(channels=6, stride=4)}
+
+    def ours():
+        return SemSegFPNHead(shapes, num_classes=3, conv_dims=5, common_stride=4, norm="")
+
+    def ref():
+        out = {}
+        # by stride: p2 (one conv), then p3 (one conv + upsample); each filled when created
+        for name in ("p2", "p3"):
+            conv = nn.Conv2d(6, 5, 3, 1, 1)
+            msra(conv)
+            out.update(_params(f"{name}.0.", conv))
+        predictor = nn.Conv2d(5, 3, 1)
+        msra(predictor)
+        return {**out, **_params("predictor.", predictor)}
+
+    assert_same_draws(ours, ref)
