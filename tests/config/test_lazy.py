@@ -210,3 +210,21 @@ def test_dataclass_in_lazycall_survives_save_load(tmp_path):
     assert head(torch.zeros(2, 4, 3, 3)).shape == (2, 6)
     shape = instantiate(again.shape)
     assert isinstance(shape, ShapeSpec) and shape == ShapeSpec(channels=2, stride=8)
+
+
+def test_zoo_lazy_config_survives_save_load(tmp_path):
+    # Upstream's own model config nests ShapeSpec(...) in LazyCalls.
+    from detectron2 import model_zoo
+    from detectron2.layers import ShapeSpec
+    from detectron2.modeling.roi_heads import FastRCNNConvFCHead, MaskRCNNConvUpsampleHead
+
+    cfg = model_zoo.get_config("common/models/mask_rcnn_fpn.py")
+    path = str(tmp_path / "model.yaml")
+    LazyConfig.save(cfg, path)
+    again = LazyConfig.load(path)
+    assert isinstance(instantiate(again.model.roi_heads.box_head.input_shape), ShapeSpec)
+    box_head = instantiate(again.model.roi_heads.box_head)
+    mask_head = instantiate(again.model.roi_heads.mask_head)
+    assert isinstance(box_head, FastRCNNConvFCHead) and isinstance(mask_head, MaskRCNNConvUpsampleHead)
+    original = instantiate(cfg.model.roi_heads.box_head)
+    assert box_head.output_shape == original.output_shape
