@@ -4,9 +4,9 @@ the main entry points take upstream's parameters, in upstream's order, with upst
 defaults, so code written for upstream runs unchanged.
 
 The names of modules that other branches add (export, tracking, projects,
-modeling.mmdet_wrapper, utils.testing, utils.torch_version_utils, and the model-zoo
-LazyConfigs) are listed here too, unconditionally: those entries fail until the
-branches that add the modules are merged.
+modeling.mmdet_wrapper, utils.testing, utils.torch_version_utils, checkpoint.catalog,
+the ADE20K / Cityscapes-panoptic datasets and the model-zoo LazyConfigs) are listed here
+too, unconditionally: those entries fail until the branches that add them are merged.
 """
 import importlib
 import inspect
@@ -258,6 +258,10 @@ ADDED_BY_OTHER_BRANCHES = {
     "detectron2.utils.testing": "random_boxes get_model_no_weights get_sample_coco_image "
         "assert_instances_allclose convert_scripted_instances reload_script_model reload_lazy_config",
     "detectron2.utils.torch_version_utils": "min_torch_version",
+    "detectron2.checkpoint.catalog": "ModelCatalog ModelCatalogHandler",
+    "detectron2.data.datasets.cityscapes_panoptic": "register_all_cityscapes_panoptic load_cityscapes_panoptic",
+    "detectron2.data.datasets.builtin": "register_all_ade20k register_all_cityscapes_panoptic",
+    "detectron2.data.datasets.builtin_meta": "ADE20K_SEM_SEG_CATEGORIES",
 }
 
 # Model-zoo LazyConfigs other branches add.
