@@ -153,3 +153,78 @@ def test_save_plain_dict(tmp_path):
     LazyConfig.save({"a": 1, "call": {"_target_": _adder, "a": 2}}, path)
     again = LazyConfig.load(path)
     assert again.a == 1 and instantiate(again.call) == 2
+
+
+def test_to_py_formats_with_black_when_installed(monkeypatch):
+    # black is optional: stand in a module with its API and check to_py hands the text
+    # over (mode=black.Mode()) and keeps its own text when black rejects it.
+    import sys
+    import types
+
+    calls = []
+
+    class InvalidInput(ValueError):
+        pass
+
+    def format_str(code, *, mode):
+        calls.append((code, mode))
+        if "REJECT" in code:
+            raise InvalidInput("cannot parse")
+        return "# formatted\n" + code
+
+    fake = types.ModuleType("black")
+    fake.InvalidInput, fake.format_str, fake.Mode = InvalidInput, format_str, lambda: "MODE"
+    cfg = OmegaConf.create({"train": {"max_iter": 5}})
+    plain = LazyConfig.to_py(cfg)
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "black", fake)
+        assert LazyConfig.to_py(cfg) == "# formatted\n" + plain
+        assert calls == [(plain, "MODE")]
+        rejected = OmegaConf.create({"REJECT": 1})
+        assert LazyConfig.to_py(rejected) == "cfg.REJECT = 1"
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "black", None)  # not installed
+        assert LazyConfig.to_py(cfg) == plain == "cfg.train.max_iter = 5"
+
+
+def test_dataclass_in_lazycall_survives_save_load(tmp_path):
+    # A ShapeSpec given to a LazyCall (as upstream's model-zoo configs do) comes back as
+    # a ShapeSpec after save/load, so instantiate builds the same module.
+    import torch
+
+    from detectron2.layers import ShapeSpec
+    from detectron2.modeling.roi_heads import FastRCNNConvFCHead
+
+    cfg = OmegaConf.create(
+        {"head": L(FastRCNNConvFCHead)(input_shape=ShapeSpec(channels=4, height=3, width=3), conv_dims=[], fc_dims=[6]),
+         "shape": ShapeSpec(channels=2, stride=8)},
+        flags={"allow_objects": True},
+    )
+    path = str(tmp_path / "cfg.yaml")
+    LazyConfig.save(cfg, path)
+    assert not os.path.exists(path + ".pkl")  # plain YAML was enough
+    again = LazyConfig.load(path)
+    head = instantiate(again.head)
+    assert isinstance(head, FastRCNNConvFCHead)
+    assert head.output_shape.channels == 6
+    assert head(torch.zeros(2, 4, 3, 3)).shape == (2, 6)
+    shape = instantiate(again.shape)
+    assert isinstance(shape, ShapeSpec) and shape == ShapeSpec(channels=2, stride=8)
+
+
+def test_zoo_lazy_config_survives_save_load(tmp_path):
+    # Upstream's own model config nests ShapeSpec(...) in LazyCalls.
+    from detectron2 import model_zoo
+    from detectron2.layers import ShapeSpec
+    from detectron2.modeling.roi_heads import FastRCNNConvFCHead, MaskRCNNConvUpsampleHead
+
+    cfg = model_zoo.get_config("common/models/mask_rcnn_fpn.py")
+    path = str(tmp_path / "model.yaml")
+    LazyConfig.save(cfg, path)
+    again = LazyConfig.load(path)
+    assert isinstance(instantiate(again.model.roi_heads.box_head.input_shape), ShapeSpec)
+    box_head = instantiate(again.model.roi_heads.box_head)
+    mask_head = instantiate(again.model.roi_heads.mask_head)
+    assert isinstance(box_head, FastRCNNConvFCHead) and isinstance(mask_head, MaskRCNNConvUpsampleHead)
+    original = instantiate(cfg.model.roi_heads.box_head)
+    assert box_head.output_shape == original.output_shape

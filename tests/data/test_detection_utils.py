@@ -309,3 +309,32 @@ def test_bgr_is_contiguous_and_exact(tmp_path):
     assert bgr.flags["C_CONTIGUOUS"]
     np.testing.assert_array_equal(bgr, rgb[:, :, ::-1])
     np.testing.assert_array_equal(utils.convert_PIL_to_numpy(Image.fromarray(rgb), "BGR"), rgb[:, :, ::-1])
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.float32, np.float64])
+def test_transform_polygons_keep_the_input_dtype(dtype):
+    # Upstream converts nothing: its resize scales the array in place (integers stay
+    # integers, truncated by the assignment), flips keep the dtype too.
+    from detectron2.data import transforms as T
+
+    rng = np.random.RandomState(0)
+    for _ in range(5):
+        h, w = rng.randint(10, 200, size=2)
+        new_h, new_w = rng.randint(10, 300, size=2)
+        poly = (rng.rand(rng.randint(3, 9), 2) * [w, h]).reshape(-1)
+        poly = (poly if np.dtype(dtype).kind == "f" else np.floor(poly)).astype(dtype)
+        flip, resize = T.HFlipTransform(w), T.ResizeTransform(h, w, new_h, new_w)
+        anno = {"bbox": [0, 0, 5, 5], "bbox_mode": BoxMode.XYXY_ABS, "segmentation": [poly.copy()]}
+        out = utils.transform_instance_annotations(anno, T.TransformList([flip, resize]), (new_h, new_w))
+        got = out["segmentation"][0]
+        # Reference, step by step in numpy's own semantics of the same operations.
+        ref = poly.reshape(-1, 2).copy()
+        ref[:, 0] = w - ref[:, 0]
+        ref[:, 0] = ref[:, 0] * (new_w * 1.0 / w)
+        ref[:, 1] = ref[:, 1] * (new_h * 1.0 / h)
+        assert got.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(got, ref.reshape(-1))
+        # A list of Python ints gives numpy's default integer array, as upstream.
+        anno = {"bbox": [0, 0, 5, 5], "bbox_mode": BoxMode.XYXY_ABS, "segmentation": [[1, 2, 3, 4, 5, 6]]}
+        out = utils.transform_instance_annotations(anno, T.TransformList([flip]), (h, w))
+        assert out["segmentation"][0].dtype == np.asarray([1]).dtype

@@ -84,10 +84,14 @@ def test_resize_bad_input():
     t = T.ResizeTransform(4, 4, 8, 8)
     with pytest.raises(ValueError, match="img must have size"):
         t.apply_image(np.zeros((5, 4, 3), np.uint8))
+    with pytest.raises(AssertionError, match="img must have size"):  # upstream's type
+        t.apply_image(np.zeros((5, 4, 3), np.uint8))
     with pytest.raises(ValueError, match="uint8 img"):
-        t.apply_image(np.zeros((4, 4, 2), np.uint8))
+        t.apply_image(np.zeros((4, 4, 5), np.uint8))
     with pytest.raises(ValueError, match="no torch counterpart"):
         T.ResizeTransform(4, 4, 8, 8, Image.LANCZOS).apply_image(np.zeros((4, 4), np.float32))
+    with pytest.raises(KeyError):  # upstream's dict lookup fails with KeyError
+        T.ResizeTransform(4, 4, 8, 8, Image.BOX).apply_image(np.zeros((4, 4), np.float32))
 
 
 def test_resize_non_contiguous_input():
@@ -199,20 +203,63 @@ def test_crop_and_pad_boxes():
     np.testing.assert_allclose(t.apply_box(np.array([[5, 5, 8, 9.0]])), [[3, 2, 6, 6]])
 
 
-@pytest.mark.parametrize("size", [(8, 12), (96, 128), (5, 3), (48, 64)])
-def test_resize_uint8_matches_pil_in_every_path(size):
-    # OpenCV serves nearest and bilinear upsampling; both must agree with PIL.
-    rng = np.random.RandomState(2)
-    img = rng.randint(0, 256, (48, 64, 3)).astype(np.uint8)
-    nh, nw = size
-    t = T.ResizeTransform(48, 64, nh, nw)
-    pil = Image.fromarray(img)
-    nearest = np.asarray(pil.resize((nw, nh), Image.NEAREST))
-    np.testing.assert_array_equal(t.apply_image(img, interp=Image.NEAREST), nearest)
-    seg = rng.randint(0, 5, (48, 64)).astype(np.uint8)
-    np.testing.assert_array_equal(t.apply_segmentation(seg), np.asarray(Image.fromarray(seg).resize((nw, nh), Image.NEAREST)))
-    bilinear = np.asarray(pil.resize((nw, nh), Image.BILINEAR)).astype(int)
-    assert np.abs(t.apply_image(img).astype(int) - bilinear).max() <= 1
+_PIL_FILTERS = [Image.NEAREST, Image.BILINEAR, Image.BICUBIC, Image.LANCZOS, Image.BOX, Image.HAMMING]
+
+
+def _pil_reference(img: np.ndarray, new_h: int, new_w: int, interp) -> np.ndarray:
+    """Upstream's uint8 path, written out: PIL's resize of the same array (a trailing
+    1-channel axis goes through mode L and comes back)."""
+    one = img.ndim == 3 and img.shape[2] == 1
+    out = np.asarray(Image.fromarray(img[:, :, 0] if one else img).resize((new_w, new_h), interp))
+    return out[:, :, None] if one else out
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("channels", [0, 1, 2, 3, 4])
+def test_resize_uint8_bit_identical_to_pil(seed, channels, monkeypatch):
+    # Random sizes up and down (and mixed), every PIL filter, with and without OpenCV.
+    import sys
+
+    rng = np.random.RandomState(100 * seed + channels)
+    h, w = rng.randint(1, 60, size=2)
+    new_h, new_w = rng.randint(1, 130, size=2)
+    shape = (h, w, channels) if channels else (h, w)
+    img = rng.randint(0, 256, size=shape).astype(np.uint8)
+    t = T.ResizeTransform(h, w, new_h, new_w)
+    for interp in _PIL_FILTERS:
+        ref = _pil_reference(img, new_h, new_w, interp)
+        with monkeypatch.context() as m:
+            m.setitem(sys.modules, "cv2", None)  # "OpenCV is not installed"
+            without_cv2 = t.apply_image(img, interp=interp)
+        np.testing.assert_array_equal(t.apply_image(img, interp=interp), ref)
+        np.testing.assert_array_equal(without_cv2, ref)
+        np.testing.assert_array_equal(T.ResizeTransform(h, w, new_h, new_w, interp).apply_image(img), ref)
+    np.testing.assert_array_equal(t.apply_segmentation(img), _pil_reference(img, new_h, new_w, Image.NEAREST))
+
+
+def test_resize_uint8_upsample_matches_pil_where_opencv_differs():
+    # The case that used to go through OpenCV: bilinear 2.5x upsampling of a random image.
+    img = np.random.RandomState(3).randint(0, 256, (40, 30, 3)).astype(np.uint8)
+    out = T.ResizeTransform(40, 30, 100, 75).apply_image(img)
+    np.testing.assert_array_equal(out, _pil_reference(img, 100, 75, Image.BILINEAR))
     # A reversed-channel view (BGR from RGB) gives the same as its contiguous copy.
     view = img[:, :, ::-1]
+    t = T.ResizeTransform(40, 30, 100, 75)
     np.testing.assert_array_equal(t.apply_image(view), t.apply_image(np.ascontiguousarray(view)))
+
+
+@pytest.mark.parametrize("interp,mode", [(Image.BILINEAR, "bilinear"), (Image.NEAREST, "nearest"),
+                                         (Image.BICUBIC, "bicubic")])
+@pytest.mark.parametrize("channels", [0, 1, 3, 4])
+def test_resize_float_random_sizes_match_interpolate(interp, mode, channels):
+    rng = np.random.RandomState(channels)
+    for _ in range(3):
+        h, w, new_h, new_w = rng.randint(1, 40, size=4)
+        shape = (h, w, channels) if channels else (h, w)
+        img = rng.rand(*shape) * 255
+        out = T.ResizeTransform(h, w, new_h, new_w, interp).apply_image(img)
+        nchw = torch.from_numpy(img.reshape(h, w, -1)).permute(2, 0, 1)[None]
+        ref = F.interpolate(nchw, (new_h, new_w), mode=mode, align_corners=None if mode == "nearest" else False)
+        ref = ref[0].permute(1, 2, 0).reshape((new_h, new_w) + img.shape[2:]).numpy()
+        assert out.dtype == img.dtype
+        np.testing.assert_array_equal(out, ref)

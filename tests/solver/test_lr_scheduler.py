@@ -94,7 +94,7 @@ def test_cosine_end_value():
     expected = end + 0.5 * (1 - end) * (1 + math.cos(math.pi * 99 / 100))
     assert lrs[99] == pytest.approx(BASE_LR * expected)
     cfg.SOLVER.BASE_LR_END = 1.0  # larger than BASE_LR
-    with pytest.raises(ValueError, match="BASE_LR_END"):
+    with pytest.raises(AssertionError, match="BASE_LR_END"):  # upstream asserts
         build_lr_scheduler(cfg, _optimizer())
 
 
@@ -144,6 +144,8 @@ def test_lr_multiplier_state_and_groups():
     resumed = LRMultiplier(opt2, mult, max_iter=10)
     resumed.load_state_dict(state)
     assert resumed.last_epoch == 6
+    with pytest.raises(ValueError, match="multiplier"):  # upstream's type
+        LRMultiplier(opt, lambda x: 1.0, max_iter=10)
     with pytest.raises(TypeError, match="multiplier"):
         LRMultiplier(opt, lambda x: 1.0, max_iter=10)
     with pytest.raises(ValueError, match="max_iter"):
@@ -171,3 +173,58 @@ def test_legacy_warmup_cosine_lr():
         # The legacy class multiplies the warmup factor into the cosine.
         expected = _linear_warmup(t) * 0.5 * (1 + math.cos(math.pi * t / 3000))
         assert lrs[t] == pytest.approx(BASE_LR * expected, rel=1e-9), t
+
+
+def _final_lr(scheduler, optimizer, max_iter):
+    """The LR after the trainer's step following the last iteration (where = 1.0)."""
+    _lrs(scheduler, optimizer, max_iter)
+    return optimizer.param_groups[0]["lr"]
+
+
+@pytest.mark.parametrize("max_iter", [7, 100, 3000])
+def test_schedules_end_on_their_end_value(max_iter):
+    # Upstream evaluates the multiplier at last_iter / max_iter, so after the last
+    # iteration's step the cosine is exactly at its end value.
+    for end in (0.0, 0.002):
+        cfg = _cfg(LR_SCHEDULER_NAME="WarmupCosineLR", MAX_ITER=max_iter, WARMUP_ITERS=max_iter // 3, BASE_LR_END=end)
+        opt = _optimizer()
+        assert _final_lr(build_lr_scheduler(cfg, opt), opt, max_iter) == pytest.approx(end, abs=1e-15)
+    cfg = _cfg(MAX_ITER=max_iter, STEPS=(max_iter // 2,), GAMMA=0.1, WARMUP_ITERS=0)
+    opt = _optimizer()
+    assert _final_lr(build_lr_scheduler(cfg, opt), opt, max_iter) == pytest.approx(BASE_LR * 0.1)
+    # Generic: the LR at every step equals base_lr * multiplier(step / max_iter).
+    mult = WarmupParamScheduler(CosineParamScheduler(1, 0), 0.01, 0.2)
+    opt = _optimizer()
+    sched = LRMultiplier(opt, mult, max_iter=max_iter)
+    for it in range(1, max_iter + 1):
+        opt.step()
+        sched.step()
+        assert opt.param_groups[0]["lr"] == BASE_LR * mult(it / max_iter), it
+
+
+def test_stepping_past_max_iter_raises_like_upstream():
+    # fvcore's MultiStepParamScheduler refuses where > 1, as upstream's LRMultiplier passes it.
+    cfg = _cfg(MAX_ITER=50, STEPS=(30,), WARMUP_ITERS=5)
+    opt = _optimizer()
+    sched = build_lr_scheduler(cfg, opt)
+    _lrs(sched, opt, 50)
+    opt.step()
+    with pytest.raises(RuntimeError, match="where"):
+        sched.step()
+    # Resuming past the end raises as well.
+    fresh = _optimizer()
+    fresh.param_groups[0]["initial_lr"] = BASE_LR  # as loaded from a checkpoint
+    with pytest.raises(RuntimeError, match="where"):
+        LRMultiplier(fresh, MultiStepParamScheduler([1, 0.1], milestones=[30], num_updates=50), 50, last_iter=60)
+
+
+def test_step_with_fixed_gamma_last_step_holds_last_value():
+    # fvcore's step schedule indexes past its end at exactly where == 1.0; the step after
+    # the last iteration keeps the last value instead of stopping training, later ones raise.
+    cfg = _cfg(LR_SCHEDULER_NAME="WarmupStepWithFixedGammaLR", MAX_ITER=40, NUM_DECAYS=3, GAMMA=0.1, WARMUP_ITERS=4)
+    opt = _optimizer()
+    sched = build_lr_scheduler(cfg, opt)
+    assert _final_lr(sched, opt, 40) == pytest.approx(BASE_LR * 0.1**3)
+    opt.step()
+    with pytest.raises(IndexError):
+        sched.step()

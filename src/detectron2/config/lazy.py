@@ -236,7 +236,10 @@ class LazyConfig:
 
         save_pkl = False
         try:
-            container = OmegaConf.to_container(cfg, resolve=False, structured_config_mode=SCMode.DICT)
+            # INSTANTIATE keeps dataclasses (e.g. a ShapeSpec inside a LazyCall) as
+            # objects, which YAML writes with their type, so load + instantiate rebuild
+            # them; DICT would erase the type. Interpolations stay unresolved.
+            container = OmegaConf.to_container(cfg, resolve=False, structured_config_mode=SCMode.INSTANTIATE)
             dumped = yaml.dump(container, default_flow_style=None, allow_unicode=True, width=9999)
             with PathManager.open(filename, "w") as f:
                 f.write(dumped)
@@ -284,13 +287,27 @@ class LazyConfig:
     @staticmethod
     def to_py(cfg, prefix: str = "cfg.") -> str:
         """Python-like source text of a config, one ``<prefix>key = value`` line per
-        top-level entry, with LazyCall targets written as calls. For humans to read
-        (e.g. to compare two configs); not meant to be executed.
+        top-level entry, with LazyCall targets written as calls, formatted with black
+        when black is installed. For humans to read (e.g. to compare two configs); not
+        meant to be executed.
         """
         cfg = deepcopy(cfg)
         if isinstance(cfg, (DictConfig, ListConfig)):
             cfg = OmegaConf.to_container(cfg, resolve=True)
-        return _to_py_str(cfg, prefix=prefix)
+        return _format_with_black(_to_py_str(cfg, prefix=prefix))
+
+
+def _format_with_black(code: str) -> str:
+    """``code`` formatted by black when it is installed (as upstream's to_py does), so
+    the text matches upstream's; unchanged without black or if black rejects it."""
+    try:
+        import black
+    except ImportError:
+        return code
+    try:
+        return black.format_str(code, mode=black.Mode())
+    except black.InvalidInput:
+        return code
 
 
 def _safe_update(cfg, key: str, value) -> None:

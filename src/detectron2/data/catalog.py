@@ -5,6 +5,7 @@ import types
 from collections import UserDict
 from typing import Any, Callable, Dict, List
 
+from detectron2.layers._errors import ValueAssertionError
 from detectron2.utils.logger import log_first_n
 
 __all__ = ["DatasetCatalog", "MetadataCatalog", "Metadata"]
@@ -140,7 +141,7 @@ class _MetadataCatalog(UserDict):
 
     def get(self, name: str) -> Metadata:
         if not name:
-            raise ValueError("MetadataCatalog.get(name): name must be a non-empty string")
+            raise ValueAssertionError("MetadataCatalog.get(name): name must be a non-empty string")
         r = super().get(name, None)
         if r is None:
             r = self[name] = Metadata(name=name)

@@ -206,7 +206,8 @@ def transform_instance_annotations(
     if "segmentation" in annotation:
         segm = annotation["segmentation"]
         if isinstance(segm, list):
-            polygons = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in segm]
+            # The input dtype is kept (upstream does not convert: int polygons stay int).
+            polygons = [np.asarray(p).reshape(-1, 2) for p in segm]
             annotation["segmentation"] = [p.reshape(-1) for p in transforms.apply_polygons(polygons)]
         elif isinstance(segm, dict):
             mask = transforms.apply_segmentation(mask_util.decode(segm))

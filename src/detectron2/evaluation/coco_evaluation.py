@@ -21,6 +21,7 @@ from tabulate import tabulate
 
 import detectron2.utils.comm as comm
 from detectron2.checkpoint.safe_load import atomic_write
+from detectron2.layers._errors import ValueAssertionError
 from detectron2.structures import Boxes, BoxMode, Instances, pairwise_iou
 from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import create_small_table
@@ -217,7 +218,7 @@ class COCOEvaluator(_InstancesEvaluator):
         contiguous_ids = sorted(dataset_to_contiguous.values())
         num_classes = len(contiguous_ids)
         if contiguous_ids != list(range(num_classes)):
-            raise ValueError(
+            raise ValueAssertionError(
                 "metadata.thing_dataset_id_to_contiguous_id must map onto 0..num_classes-1, "
                 f"got values {contiguous_ids}"
             )
@@ -225,7 +226,7 @@ class COCOEvaluator(_InstancesEvaluator):
         for result in coco_results:
             category_id = result["category_id"]
             if not 0 <= category_id < num_classes:
-                raise ValueError(
+                raise ValueAssertionError(
                     f"A prediction has class {category_id}, but the dataset only has {num_classes} "
                     "classes and predicted class id should be in [0, num_classes)."
                 )
@@ -515,7 +516,7 @@ def _evaluate_predictions_on_coco(
 ) -> COCOeval:
     """Run ``cocoeval_fn`` (evaluate, accumulate, summarize) on non-empty results."""
     if len(coco_results) == 0:
-        raise ValueError("_evaluate_predictions_on_coco needs at least one result")
+        raise ValueAssertionError("_evaluate_predictions_on_coco needs at least one result")
     if iou_type == "segm":
         # With a bbox in the results cocoapi takes the box area as the instance area;
         # without it, the mask area decides small/medium/large, as for the ground truth.
@@ -550,7 +551,7 @@ def _set_keypoint_sigmas(coco_eval: COCOeval, coco_gt: COCO, coco_results: List[
     num_keypoints_gt = len(next(iter(coco_gt.anns.values()))["keypoints"]) // 3
     num_keypoints_oks = len(coco_eval.params.kpt_oks_sigmas)
     if not num_keypoints_oks == num_keypoints_dt == num_keypoints_gt:
-        raise ValueError(
+        raise ValueAssertionError(
             f"[COCOEvaluator] Prediction contain {num_keypoints_dt} keypoints. Ground truth contains "
             f"{num_keypoints_gt} keypoints. The length of cfg.TEST.KEYPOINT_OKS_SIGMAS is "
             f"{num_keypoints_oks}. They have to agree with each other. For meaning of OKS, please "

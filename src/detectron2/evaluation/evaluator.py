@@ -9,6 +9,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Union
 import torch
 from torch import nn
 
+from detectron2.layers._errors import KeyAssertionError
 from detectron2.utils.comm import get_world_size, is_main_process
 from detectron2.utils.logger import log_every_n_seconds
 
@@ -55,7 +56,7 @@ class DatasetEvaluators(DatasetEvaluator):
             if is_main_process() and result is not None:
                 for key, value in result.items():
                     if key in results:
-                        raise KeyError(f"DatasetEvaluators: two evaluators both produced results for {key!r}")
+                        raise KeyAssertionError(f"DatasetEvaluators: two evaluators both produced results for {key!r}")
                     results[key] = value
         return results
 

@@ -156,6 +156,10 @@ class _AllReduceSum(Function):
         return grad_output
 
 
+AllReduce = _AllReduceSum
+"""Upstream's name for the differentiable all-reduce (sum) used by NaiveSyncBatchNorm."""
+
+
 class NaiveSyncBatchNorm(BatchNorm2d):
     """SyncBatchNorm built from one all-gather of per-process statistics.
 

@@ -14,6 +14,7 @@ __all__ = [
     "cat",
     "check_if_dynamo_compiling",
     "cross_entropy",
+    "disable_torch_compiler",
     "empty_input_loss_func_wrapper",
     "interpolate",
     "move_device_like",
@@ -51,6 +52,15 @@ def check_if_dynamo_compiling() -> bool:
     except ImportError:
         return False
     return is_compiling()
+
+
+def disable_torch_compiler(func: Callable) -> Callable:
+    """Decorator: run ``func`` eagerly under torch.compile (a graph break around it),
+    for code dynamo cannot trace; a no-op where torch has no ``torch.compiler``."""
+    compiler = getattr(torch, "compiler", None)
+    if compiler is None or not hasattr(compiler, "disable"):
+        return func
+    return compiler.disable(func)
 
 
 def cat(tensors: List[torch.Tensor], dim: int = 0) -> torch.Tensor:

@@ -3,6 +3,7 @@ from typing import List, Tuple
 
 import torch
 
+from detectron2.layers._errors import ValueAssertionError
 from detectron2.layers import nonzero_tuple
 
 __all__ = ["Matcher"]
@@ -10,13 +11,13 @@ __all__ = ["Matcher"]
 
 def _check_matcher_args(thresholds: List[float], labels: List[int]) -> None:
     if len(thresholds) == 0 or thresholds[0] <= 0:
-        raise ValueError(f"Matcher: thresholds must be non-empty and positive, got {thresholds}")
+        raise ValueAssertionError(f"Matcher: thresholds must be non-empty and positive, got {thresholds}")
     if not all(low <= high for low, high in zip(thresholds[:-1], thresholds[1:])):
-        raise ValueError(f"Matcher: thresholds must be non-decreasing, got {thresholds}")
+        raise ValueAssertionError(f"Matcher: thresholds must be non-decreasing, got {thresholds}")
     if not all(label in (-1, 0, 1) for label in labels):
-        raise ValueError(f"Matcher: labels must each be -1, 0 or 1, got {labels}")
+        raise ValueAssertionError(f"Matcher: labels must each be -1, 0 or 1, got {labels}")
     if len(labels) != len(thresholds) + 1:
-        raise ValueError(f"Matcher: {len(thresholds)} thresholds need {len(thresholds) + 1} labels, got {len(labels)}")
+        raise ValueAssertionError(f"Matcher: {len(thresholds)} thresholds need {len(thresholds) + 1} labels, got {len(labels)}")
 
 
 class Matcher:
@@ -55,7 +56,7 @@ class Matcher:
             match_labels (int8, N): the label (-1, 0 or 1) of each match.
         """
         if match_quality_matrix.dim() != 2:
-            raise ValueError(
+            raise ValueAssertionError(
                 f"Matcher: match_quality_matrix must be 2-D (M, N), got shape {match_quality_matrix.shape}"
             )
         n = match_quality_matrix.size(1)

@@ -14,6 +14,7 @@ from fvcore.common.param_scheduler import (
 )
 
 from detectron2.config import CfgNode
+from detectron2.layers._errors import ValueAssertionError
 from detectron2.utils.env import TORCH_VERSION
 
 from .lr_scheduler import LRMultiplier, LRScheduler, WarmupParamScheduler
@@ -279,7 +280,10 @@ def build_lr_scheduler(cfg: CfgNode, optimizer: torch.optim.Optimizer) -> LRSche
     elif name == "WarmupCosineLR":
         end_value = cfg.SOLVER.BASE_LR_END / cfg.SOLVER.BASE_LR
         if not 0.0 <= end_value <= 1.0:
-            raise ValueError(f"SOLVER.BASE_LR_END must be in [0, SOLVER.BASE_LR], got {cfg.SOLVER.BASE_LR_END}")
+            # upstream asserts this
+            raise ValueAssertionError(
+                f"SOLVER.BASE_LR_END must be in [0, SOLVER.BASE_LR], got {cfg.SOLVER.BASE_LR_END}"
+            )
         sched = CosineParamScheduler(1, end_value)
     elif name == "WarmupStepWithFixedGammaLR":
         sched = StepWithFixedGammaParamScheduler(

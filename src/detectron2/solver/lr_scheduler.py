@@ -1,7 +1,10 @@
 """Learning-rate schedules: fvcore ParamSchedulers turned into torch LR schedulers.
 
 The schedule is a multiplier of each param group's base LR, expressed over the
-normalized training progress ``iter / max_iter`` in [0, 1).
+normalized training progress ``where = iter / max_iter``, as in upstream: the trainer
+steps once more after the last iteration, so ``where`` reaches 1.0 and the schedule ends
+exactly on its end value (e.g. 0 for a cosine to 0); stepping further passes ``where > 1``
+to the fvcore scheduler, which raises for the step schedules.
 """
 import logging
 import math
@@ -16,6 +19,8 @@ from fvcore.common.param_scheduler import (
     LinearParamScheduler,
     ParamScheduler,
 )
+
+from detectron2.layers._errors import ValueTypeError
 
 try:
     from torch.optim.lr_scheduler import LRScheduler
@@ -92,7 +97,10 @@ class LRMultiplier(LRScheduler):
             last_iter: the iteration that last ran (-1: none), for resuming.
         """
         if not isinstance(multiplier, ParamScheduler):
-            raise TypeError(f"multiplier must be an fvcore ParamScheduler, got {type(multiplier).__name__}")
+            # upstream raises ValueError here; TypeError is the natural type.
+            raise ValueTypeError(
+                f"LRMultiplier(multiplier=) must be an fvcore ParamScheduler, got {type(multiplier).__name__}"
+            )
         if max_iter <= 0:
             raise ValueError(f"max_iter must be positive, got {max_iter}")
         self._multiplier = multiplier
@@ -104,11 +112,17 @@ class LRMultiplier(LRScheduler):
         return {"base_lrs": self.base_lrs, "last_epoch": self.last_epoch}
 
     def get_lr(self) -> List[float]:
-        # The trainer steps once more after the last iteration (progress 1.0), where
-        # some fvcore schedulers (StepParamScheduler) index past their end: hold the
-        # last iteration's value there instead. That LR is never used for training.
-        progress = min(self.last_epoch, self._max_iter - 1) / self._max_iter
-        multiplier = self._multiplier(progress)
+        where = self.last_epoch / self._max_iter
+        try:
+            multiplier = self._multiplier(where)
+        except IndexError:
+            # fvcore's StepParamScheduler (under WarmupStepWithFixedGammaLR) indexes one
+            # past its list at exactly where == 1.0, the trainer's step after the last
+            # iteration, whose LR is never used: hold the last value there rather than
+            # crash at the end of training. Anything further still raises.
+            if where != 1.0:
+                raise
+            multiplier = self._multiplier(1.0 - 2 * ParamScheduler.WHERE_EPSILON)
         return [base_lr * multiplier for base_lr in self.base_lrs]
 
 

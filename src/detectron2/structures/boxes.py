@@ -7,6 +7,8 @@ import numpy as np
 import torch
 from torch import device
 
+from detectron2.layers._errors import IndexAssertionError, TypeAssertionError, ValueAssertionError
+
 _RawBoxType = Union[List[float], Tuple[float, ...], torch.Tensor, np.ndarray]
 
 
@@ -38,7 +40,7 @@ class BoxMode(IntEnum):
             BoxMode.XYXY_REL,
             BoxMode.XYWH_REL,
         ):
-            raise ValueError(
+            raise ValueAssertionError(
                 f"BoxMode.convert: relative modes are not supported (from_mode={from_mode!r}, "
                 f"to_mode={to_mode!r}); the image size is unknown here"
             )
@@ -47,7 +49,7 @@ class BoxMode(IntEnum):
         is_numpy = isinstance(box, np.ndarray)
         if single_box:
             if len(box) not in (4, 5):
-                raise ValueError(
+                raise ValueAssertionError(
                     "BoxMode.convert takes either a k-tuple/list or an Nxk array/tensor, "
                     f"where k == 4 or 5; got a sequence of length {len(box)}"
                 )
@@ -62,7 +64,7 @@ class BoxMode(IntEnum):
         allowed_k = (5,) if from_mode == BoxMode.XYWHA_ABS else (4, 5)
         if arr.dim() != 2 or arr.shape[-1] not in allowed_k:
             expected = " or ".join(f"(N, {k})" for k in allowed_k)
-            raise ValueError(
+            raise ValueAssertionError(
                 f"BoxMode.convert: box in mode {from_mode.name} must have shape {expected}, got {tuple(arr.shape)}"
             )
         arr = _convert_tensor(arr, from_mode, to_mode)
@@ -130,7 +132,7 @@ class Boxes:
             # Keep an empty input well-formed as (0, 4) whatever its shape was.
             tensor = tensor.reshape((-1, 4)).to(dtype=torch.float32)
         if tensor.dim() != 2 or tensor.size(-1) != 4:
-            raise ValueError(f"Boxes: tensor must have shape (N, 4), got {tensor.size()}")
+            raise ValueAssertionError(f"Boxes: tensor must have shape (N, 4), got {tensor.size()}")
         self.tensor = tensor
 
     def clone(self) -> "Boxes":
@@ -147,7 +149,7 @@ class Boxes:
     def clip(self, box_size: Tuple[int, int]) -> None:
         """Clip the boxes in place to [0, width] x [0, height]; box_size is (height, width)."""
         if not bool(torch.isfinite(self.tensor).all()):
-            raise ValueError("Boxes.clip: box tensor contains infinite or NaN values")
+            raise ValueAssertionError("Boxes.clip: box tensor contains infinite or NaN values")
         h, w = box_size
         x1 = self.tensor[:, 0].clamp(min=0, max=w)
         y1 = self.tensor[:, 1].clamp(min=0, max=h)
@@ -168,7 +170,7 @@ class Boxes:
             return Boxes(self.tensor[item].view(1, -1))
         b = self.tensor[item]
         if b.dim() != 2:
-            raise IndexError(f"Indexing Boxes with {item} gives a tensor of shape {b.shape}, expected 2-D")
+            raise IndexAssertionError(f"Indexing Boxes with {item} gives a tensor of shape {b.shape}, expected 2-D")
         return Boxes(b)
 
     def __len__(self) -> int:
@@ -201,12 +203,12 @@ class Boxes:
     def cat(cls, boxes_list: List["Boxes"]) -> "Boxes":
         """Concatenate a list of Boxes into one."""
         if not isinstance(boxes_list, (list, tuple)):
-            raise TypeError(f"Boxes.cat: boxes_list must be a list, got {type(boxes_list)}")
+            raise TypeAssertionError(f"Boxes.cat: boxes_list must be a list, got {type(boxes_list)}")
         if len(boxes_list) == 0:
             return cls(torch.empty(0))
         for box in boxes_list:
             if not isinstance(box, Boxes):
-                raise TypeError(f"Boxes.cat: every element must be Boxes, got {type(box)}")
+                raise TypeAssertionError(f"Boxes.cat: every element must be Boxes, got {type(box)}")
         return cls(torch.cat([b.tensor for b in boxes_list], dim=0))
 
     @property

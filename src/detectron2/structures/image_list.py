@@ -5,6 +5,7 @@ import torch
 from torch import device
 from torch.nn import functional as F
 
+from detectron2.layers._errors import TypeAssertionError, ValueAssertionError
 from detectron2.layers.wrappers import move_device_like, shapes_to_tensor
 
 
@@ -53,16 +54,16 @@ class ImageList:
                 square size, "size_divisibility" overrides the argument of that name.
         """
         if not isinstance(tensors, (tuple, list)):
-            raise TypeError(f"ImageList.from_tensors: tensors must be a list of tensors, got {type(tensors)}")
+            raise TypeAssertionError(f"ImageList.from_tensors: tensors must be a list of tensors, got {type(tensors)}")
         if len(tensors) == 0:
-            raise ValueError("ImageList.from_tensors: tensors must not be empty")
+            raise ValueAssertionError("ImageList.from_tensors: tensors must not be empty")
         for t in tensors:
             if not isinstance(t, torch.Tensor):
-                raise TypeError(f"ImageList.from_tensors: every element must be a tensor, got {type(t)}")
+                raise TypeAssertionError(f"ImageList.from_tensors: every element must be a tensor, got {type(t)}")
             if t.dim() < 2:
-                raise ValueError(f"ImageList.from_tensors: tensors must have at least 2 dims, got {t.shape}")
+                raise ValueAssertionError(f"ImageList.from_tensors: tensors must have at least 2 dims, got {t.shape}")
             if t.shape[:-2] != tensors[0].shape[:-2]:
-                raise ValueError(
+                raise ValueAssertionError(
                     "ImageList.from_tensors: all tensors must share their leading dims, got "
                     f"{t.shape} and {tensors[0].shape}"
                 )

@@ -5,6 +5,8 @@ from typing import Any, Dict, List, Tuple, Union
 
 import torch
 
+from detectron2.layers._errors import TypeAssertionError, ValueAssertionError
+
 
 class Instances:
     """A set of N instances of one image, stored as fields of length N.
@@ -43,7 +45,7 @@ class Instances:
         with warnings.catch_warnings(record=True):
             data_len = len(value)
         if len(self._fields) and data_len != len(self):
-            raise ValueError(f"Adding a field of length {data_len} to a Instances of length {len(self)}")
+            raise ValueAssertionError(f"Adding a field of length {data_len} to a Instances of length {len(self)}")
         self._fields[name] = value
 
     def has(self, name: str) -> bool:
@@ -92,10 +94,10 @@ class Instances:
     def cat(instance_lists: List["Instances"]) -> "Instances":
         """Concatenate Instances of the same image size and the same fields."""
         if not isinstance(instance_lists, (list, tuple)) or len(instance_lists) == 0:
-            raise ValueError("Instances.cat: instance_lists must be a non-empty list of Instances")
+            raise ValueAssertionError("Instances.cat: instance_lists must be a non-empty list of Instances")
         for i in instance_lists:
             if not isinstance(i, Instances):
-                raise TypeError(f"Instances.cat: every element must be Instances, got {type(i)}")
+                raise TypeAssertionError(f"Instances.cat: every element must be Instances, got {type(i)}")
         if len(instance_lists) == 1:
             return instance_lists[0]
 
@@ -103,7 +105,7 @@ class Instances:
         if not isinstance(image_size, torch.Tensor):  # traced sizes cannot be compared
             for i in instance_lists[1:]:
                 if i.image_size != image_size:
-                    raise ValueError(f"Instances.cat: image sizes differ: {i.image_size} vs {image_size}")
+                    raise ValueAssertionError(f"Instances.cat: image sizes differ: {i.image_size} vs {image_size}")
         ret = Instances(image_size)
         for k in instance_lists[0]._fields.keys():
             values = [i.get(k) for i in instance_lists]

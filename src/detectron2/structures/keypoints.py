@@ -5,6 +5,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from detectron2.layers._errors import TypeAssertionError, ValueAssertionError
+
 
 class Keypoints:
     """Keypoints as an (N, K, 3) float tensor of (x, y, visibility).
@@ -17,7 +19,7 @@ class Keypoints:
         device = keypoints.device if isinstance(keypoints, torch.Tensor) else torch.device("cpu")
         keypoints = torch.as_tensor(keypoints, dtype=torch.float32, device=device)
         if keypoints.dim() != 3 or keypoints.shape[2] != 3:
-            raise ValueError(f"Keypoints: tensor must have shape (N, K, 3), got {tuple(keypoints.shape)}")
+            raise ValueAssertionError(f"Keypoints: tensor must have shape (N, K, 3), got {tuple(keypoints.shape)}")
         self.tensor = keypoints
 
     def __len__(self) -> int:
@@ -46,10 +48,10 @@ class Keypoints:
     @staticmethod
     def cat(keypoints_list: List["Keypoints"]) -> "Keypoints":
         if not isinstance(keypoints_list, (list, tuple)) or len(keypoints_list) == 0:
-            raise ValueError("Keypoints.cat: keypoints_list must be a non-empty list of Keypoints")
+            raise ValueAssertionError("Keypoints.cat: keypoints_list must be a non-empty list of Keypoints")
         for k in keypoints_list:
             if not isinstance(k, Keypoints):
-                raise TypeError(f"Keypoints.cat: every element must be Keypoints, got {type(k)}")
+                raise TypeAssertionError(f"Keypoints.cat: every element must be Keypoints, got {type(k)}")
         return type(keypoints_list[0])(torch.cat([k.tensor for k in keypoints_list], dim=0))
 
 

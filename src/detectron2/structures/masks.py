@@ -8,6 +8,7 @@ import pycocotools.mask as mask_util
 import torch
 from torch import device
 
+from detectron2.layers._errors import IndexAssertionError, TypeAssertionError, ValueAssertionError
 from .boxes import Boxes
 
 
@@ -57,7 +58,7 @@ class BitMasks:
         else:
             tensor = torch.as_tensor(tensor, dtype=torch.bool, device=torch.device("cpu"))
         if tensor.dim() != 3:
-            raise ValueError(f"BitMasks: tensor must have shape (N, H, W), got {tensor.shape}")
+            raise ValueAssertionError(f"BitMasks: tensor must have shape (N, H, W), got {tensor.shape}")
         self.image_size = tensor.shape[1:]
         self.tensor = tensor
 
@@ -76,7 +77,7 @@ class BitMasks:
             return BitMasks(self.tensor[item].unsqueeze(0))
         m = self.tensor[item]
         if m.dim() != 3:
-            raise IndexError(f"Indexing on BitMasks with {item} returns a tensor with shape {m.shape}!")
+            raise IndexAssertionError(f"Indexing on BitMasks with {item} returns a tensor with shape {m.shape}!")
         return BitMasks(m)
 
     @torch.jit.unused
@@ -124,7 +125,7 @@ class BitMasks:
         from detectron2.layers.roi_align import ROIAlign
 
         if len(boxes) != len(self):
-            raise ValueError(f"BitMasks.crop_and_resize: {len(boxes)} boxes for {len(self)} masks")
+            raise ValueAssertionError(f"BitMasks.crop_and_resize: {len(boxes)} boxes for {len(self)} masks")
         dev = self.tensor.device
         batch_inds = torch.arange(len(boxes), device=dev).to(dtype=boxes.dtype)[:, None]
         rois = torch.cat([batch_inds, boxes.to(device=dev)], dim=1)
@@ -149,10 +150,10 @@ class BitMasks:
     @torch.jit.unused
     def cat(bitmasks_list: List["BitMasks"]) -> "BitMasks":
         if not isinstance(bitmasks_list, (list, tuple)) or len(bitmasks_list) == 0:
-            raise ValueError("BitMasks.cat: bitmasks_list must be a non-empty list of BitMasks")
+            raise ValueAssertionError("BitMasks.cat: bitmasks_list must be a non-empty list of BitMasks")
         for bm in bitmasks_list:
             if not isinstance(bm, BitMasks):
-                raise TypeError(f"BitMasks.cat: every element must be BitMasks, got {type(bm)}")
+                raise TypeAssertionError(f"BitMasks.cat: every element must be BitMasks, got {type(bm)}")
         return type(bitmasks_list[0])(torch.cat([bm.tensor for bm in bitmasks_list], dim=0))
 
 
@@ -234,7 +235,7 @@ class PolygonMasks:
         """Rasterise instance i inside boxes[i] (XYXY) to an (N, M, M) bool tensor on
         the boxes' device."""
         if len(boxes) != len(self):
-            raise ValueError(f"PolygonMasks.crop_and_resize: {len(boxes)} boxes for {len(self)} masks")
+            raise ValueAssertionError(f"PolygonMasks.crop_and_resize: {len(boxes)} boxes for {len(self)} masks")
         dev = boxes.device
         # Rasterisation runs on the CPU through pycocotools.
         boxes = boxes.to(torch.device("cpu"))
@@ -258,10 +259,10 @@ class PolygonMasks:
     @staticmethod
     def cat(polymasks_list: List["PolygonMasks"]) -> "PolygonMasks":
         if not isinstance(polymasks_list, (list, tuple)) or len(polymasks_list) == 0:
-            raise ValueError("PolygonMasks.cat: polymasks_list must be a non-empty list of PolygonMasks")
+            raise ValueAssertionError("PolygonMasks.cat: polymasks_list must be a non-empty list of PolygonMasks")
         for pm in polymasks_list:
             if not isinstance(pm, PolygonMasks):
-                raise TypeError(f"PolygonMasks.cat: every element must be PolygonMasks, got {type(pm)}")
+                raise TypeAssertionError(f"PolygonMasks.cat: every element must be PolygonMasks, got {type(pm)}")
         return type(polymasks_list[0])(list(itertools.chain.from_iterable(pm.polygons for pm in polymasks_list)))
 
 
@@ -294,7 +295,7 @@ class ROIMasks:
 
     def __init__(self, tensor: torch.Tensor):
         if tensor.dim() != 3:
-            raise ValueError(f"ROIMasks must take a masks of 3 dimension, got shape {tensor.shape}")
+            raise ValueAssertionError(f"ROIMasks must take a masks of 3 dimension, got shape {tuple(tensor.shape)}")
         self.tensor = tensor
 
     def to(self, device: torch.device) -> "ROIMasks":

@@ -4,6 +4,7 @@ from typing import List, Tuple
 
 import torch
 
+from detectron2.layers._errors import IndexAssertionError, TypeAssertionError, ValueAssertionError
 from detectron2.layers.rotated_boxes import pairwise_iou_rotated
 
 from .boxes import Boxes
@@ -25,7 +26,7 @@ class RotatedBoxes(Boxes):
         if tensor.numel() == 0:
             tensor = tensor.reshape((0, 5)).to(dtype=torch.float32)
         if tensor.dim() != 2 or tensor.size(-1) != 5:
-            raise ValueError(f"RotatedBoxes: tensor must have shape (N, 5), got {tensor.size()}")
+            raise ValueAssertionError(f"RotatedBoxes: tensor must have shape (N, 5), got {tensor.size()}")
         self.tensor = tensor
 
     def clone(self) -> "RotatedBoxes":
@@ -70,7 +71,7 @@ class RotatedBoxes(Boxes):
             return RotatedBoxes(self.tensor[item].view(1, -1))
         b = self.tensor[item]
         if b.dim() != 2:
-            raise IndexError(f"Indexing RotatedBoxes with {item} gives a tensor of shape {b.shape}, expected 2-D")
+            raise IndexAssertionError(f"Indexing RotatedBoxes with {item} gives a tensor of shape {b.shape}, expected 2-D")
         return RotatedBoxes(b)
 
     def __len__(self) -> int:
@@ -122,12 +123,12 @@ class RotatedBoxes(Boxes):
     @classmethod
     def cat(cls, boxes_list: List["RotatedBoxes"]) -> "RotatedBoxes":
         if not isinstance(boxes_list, (list, tuple)):
-            raise TypeError(f"RotatedBoxes.cat: boxes_list must be a list, got {type(boxes_list)}")
+            raise TypeAssertionError(f"RotatedBoxes.cat: boxes_list must be a list, got {type(boxes_list)}")
         if len(boxes_list) == 0:
             return cls(torch.empty(0))
         for box in boxes_list:
             if not isinstance(box, RotatedBoxes):
-                raise TypeError(f"RotatedBoxes.cat: every element must be RotatedBoxes, got {type(box)}")
+                raise TypeAssertionError(f"RotatedBoxes.cat: every element must be RotatedBoxes, got {type(box)}")
         return cls(torch.cat([b.tensor for b in boxes_list], dim=0))
 
     @property

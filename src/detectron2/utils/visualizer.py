@@ -266,13 +266,14 @@ class Visualizer:
     """
 
     def __init__(self, img_rgb: np.ndarray, metadata: Any = None, scale: float = 1.0,
-                 instance_mode: ColorMode = ColorMode.IMAGE):
+                 instance_mode: ColorMode = ColorMode.IMAGE, font_size_scale: float = 1.0):
         """
         Args:
             img_rgb: HxWx3 (or HxW) image in RGB order, values in [0, 255].
             metadata: dataset metadata (class names, colours, keypoint names ...).
             scale: output size relative to the image.
             instance_mode: how instances are coloured (see ColorMode).
+            font_size_scale: multiplies the default text size.
         """
         img = np.asarray(img_rgb)
         if img.ndim == 2:
@@ -284,7 +285,9 @@ class Visualizer:
         self.output = VisImage(self.img, scale=scale)
         self.cpu_device = torch.device("cpu")
         # text and line sizes follow the image size, with a floor for small images
-        self._default_font_size = max(np.sqrt(self.output.height * self.output.width) // 90, 10 // scale)
+        self._default_font_size = (
+            max(np.sqrt(self.output.height * self.output.width) // 90, 10 // scale) * font_size_scale
+        )
         self._instance_mode = instance_mode
         self.keypoint_threshold = _KEYPOINT_THRESHOLD
 

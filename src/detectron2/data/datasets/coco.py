@@ -14,6 +14,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 from iopath.common.file_io import file_lock
 
+from detectron2.layers._errors import ValueAssertionError
 from detectron2.structures import Boxes, BoxMode, PolygonMasks, RotatedBoxes
 from detectron2.utils.file_io import PathManager
 
@@ -63,7 +64,7 @@ def _valid_segmentation(segm: Any) -> Any:
 def _convert_annotation(anno: Dict, ann_keys: List[str], id_map: Optional[Dict[int, int]]) -> Optional[Dict]:
     """One COCO annotation as a detectron2 annotation dict; None if its segmentation is invalid."""
     if anno.get("ignore", 0) != 0:
-        raise ValueError('"ignore" in COCO json file is not supported.')
+        raise ValueAssertionError('"ignore" in COCO json file is not supported.')
     obj = {key: anno[key] for key in ann_keys if key in anno}
     if "bbox" in obj and len(obj["bbox"]) == 0:
         raise ValueError(
@@ -129,7 +130,7 @@ def load_coco_json(
         # minival of COCO 2014 is known to repeat annotation ids; elsewhere it is an error.
         ann_ids = [ann["id"] for anns_per_image in anns for ann in anns_per_image]
         if len(set(ann_ids)) != len(ann_ids):
-            raise ValueError(f"Annotation ids in '{json_file}' are not unique!")
+            raise ValueAssertionError(f"Annotation ids in '{json_file}' are not unique!")
     logger.info(f"Loaded {len(imgs)} images in COCO format from {json_file}")
 
     ann_keys = ["iscrowd", "bbox", "keypoints", "category_id"] + list(extra_annotation_keys or [])

@@ -7,6 +7,8 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from fvcore.transforms.transform import Transform, TransformList
 
+from detectron2.layers._errors import TypeAssertionError, ValueAssertionError
+
 # Canonical names before their aliases: fixup_module_metadata names objects by the first.
 __all__ = [
     "Augmentation",
@@ -21,11 +23,11 @@ __all__ = [
 
 def _check_img_dtype(img: Any) -> None:
     if not isinstance(img, np.ndarray):
-        raise ValueError(f"image must be a numpy array, got {type(img)}")
+        raise ValueAssertionError(f"image must be a numpy array, got {type(img)}")
     if np.issubdtype(img.dtype, np.integer) and img.dtype != np.uint8:
-        raise ValueError(f"image must be uint8 or floating point, got dtype {img.dtype}")
+        raise ValueAssertionError(f"image must be uint8 or floating point, got dtype {img.dtype}")
     if img.ndim not in (2, 3):
-        raise ValueError(f"image must be HxW or HxWxC, got shape {img.shape}")
+        raise ValueAssertionError(f"image must be HxW or HxWxC, got shape {img.shape}")
 
 
 def _get_aug_input_args(aug: "Augmentation", aug_input: Any) -> List[Any]:
@@ -85,7 +87,7 @@ class Augmentation:
         args = _get_aug_input_args(self, aug_input)
         tfm = self.get_transform(*args)
         if not isinstance(tfm, (Transform, TransformList)):
-            raise TypeError(
+            raise TypeAssertionError(
                 f"{type(self)}.get_transform must return a Transform or TransformList, got {type(tfm)}"
             )
         aug_input.transform(tfm)
@@ -140,7 +142,7 @@ def _transform_to_aug(tfm_or_aug: Union[Transform, Augmentation]) -> Augmentatio
     if isinstance(tfm_or_aug, Augmentation):
         return tfm_or_aug
     if not isinstance(tfm_or_aug, (Transform, TransformList)):
-        raise TypeError(f"expected a Transform or an Augmentation, got {type(tfm_or_aug)}")
+        raise TypeAssertionError(f"expected a Transform or an Augmentation, got {type(tfm_or_aug)}")
     return _TransformToAug(tfm_or_aug)
 
 

@@ -16,6 +16,7 @@ from fvcore.transforms.transform import (
 )
 from PIL import Image
 
+from detectron2.layers._errors import ValueAssertionError
 from detectron2.structures import Boxes, pairwise_iou
 
 from .augmentation import Augmentation, _transform_to_aug
@@ -48,7 +49,7 @@ class RandomApply(Augmentation):
         super().__init__()
         self.aug = _transform_to_aug(tfm_or_aug)
         if not 0.0 <= prob <= 1.0:
-            raise ValueError(f"RandomApply: prob must be in [0, 1], got {prob}")
+            raise ValueAssertionError(f"RandomApply: prob must be in [0, 1], got {prob}")
         self.prob = prob
 
     def get_transform(self, *args) -> Transform:
@@ -112,12 +113,12 @@ class ResizeShortestEdge(Augmentation):
     ):
         super().__init__()
         if sample_style not in ("range", "choice"):
-            raise ValueError(f"ResizeShortestEdge: sample_style must be 'range' or 'choice', got {sample_style!r}")
+            raise ValueAssertionError(f"ResizeShortestEdge: sample_style must be 'range' or 'choice', got {sample_style!r}")
         self.is_range = sample_style == "range"
         if isinstance(short_edge_length, int):
             short_edge_length = (short_edge_length, short_edge_length)
         if self.is_range and len(short_edge_length) != 2:
-            raise ValueError(
+            raise ValueAssertionError(
                 "ResizeShortestEdge: with sample_style='range', short_edge_length must be (min, max), "
                 f"got {short_edge_length}"
             )
@@ -185,7 +186,7 @@ class RandomRotation(Augmentation):
     def __init__(self, angle, expand: bool = True, center=None, sample_style: str = "range", interp=None):
         super().__init__()
         if sample_style not in ("range", "choice"):
-            raise ValueError(f"RandomRotation: sample_style must be 'range' or 'choice', got {sample_style!r}")
+            raise ValueAssertionError(f"RandomRotation: sample_style must be 'range' or 'choice', got {sample_style!r}")
         self.is_range = sample_style == "range"
         if isinstance(angle, (float, int)):
             angle = (angle, angle)
@@ -265,7 +266,7 @@ class RandomCrop(Augmentation):
     def __init__(self, crop_type: str, crop_size):
         super().__init__()
         if crop_type not in ("relative_range", "relative", "absolute", "absolute_range"):
-            raise ValueError(
+            raise ValueAssertionError(
                 "RandomCrop: crop_type must be one of relative_range, relative, absolute, absolute_range; "
                 f"got {crop_type!r}"
             )
@@ -275,7 +276,7 @@ class RandomCrop(Augmentation):
         h, w = image.shape[:2]
         croph, cropw = self.get_crop_size((h, w))
         if h < croph or w < cropw:
-            raise ValueError(f"RandomCrop: crop size {(croph, cropw)} is larger than the image {(h, w)}")
+            raise ValueAssertionError(f"RandomCrop: crop size {(croph, cropw)} is larger than the image {(h, w)}")
         h0 = np.random.randint(h - croph + 1)
         w0 = np.random.randint(w - cropw + 1)
         return CropTransform(w0, h0, cropw, croph)
@@ -294,7 +295,7 @@ class RandomCrop(Augmentation):
             return min(self.crop_size[0], h), min(self.crop_size[1], w)
         lo, hi = self.crop_size
         if lo > hi:
-            raise ValueError(f"RandomCrop: absolute_range crop_size must be (min, max), got {self.crop_size}")
+            raise ValueAssertionError(f"RandomCrop: absolute_range crop_size must be (min, max), got {self.crop_size}")
         ch = np.random.randint(min(h, lo), min(h, hi) + 1)
         cw = np.random.randint(min(w, lo), min(w, hi) + 1)
         return ch, cw
@@ -389,7 +390,7 @@ class RandomSaturation(Augmentation):
 
     def get_transform(self, image: np.ndarray) -> Transform:
         if image.ndim != 3 or image.shape[-1] != 3:
-            raise ValueError(f"RandomSaturation: image must be HxWx3 RGB, got shape {image.shape}")
+            raise ValueAssertionError(f"RandomSaturation: image must be HxWx3 RGB, got shape {image.shape}")
         w = np.random.uniform(self.intensity_min, self.intensity_max)
         gray = image.dot([0.299, 0.587, 0.114])[:, :, np.newaxis]  # ITU-R BT.601 luma
         return BlendTransform(src_image=gray, src_weight=1 - w, dst_weight=w)
@@ -409,7 +410,7 @@ class RandomLighting(Augmentation):
 
     def get_transform(self, image: np.ndarray) -> Transform:
         if image.ndim != 3 or image.shape[-1] != 3:
-            raise ValueError(f"RandomLighting: image must be HxWx3 RGB, got shape {image.shape}")
+            raise ValueAssertionError(f"RandomLighting: image must be HxWx3 RGB, got shape {image.shape}")
         alpha = np.random.normal(scale=self.scale, size=3)
         return BlendTransform(src_image=self.eigen_vecs.dot(alpha * self.eigen_vals), src_weight=1.0, dst_weight=1.0)
 

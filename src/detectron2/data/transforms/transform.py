@@ -1,7 +1,7 @@
 """Deterministic transforms: fvcore's family re-exported, plus the resize, rotation,
 extent and colour transforms detection needs, and rotated-box support for flips and
 resizes."""
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -19,6 +19,8 @@ from fvcore.transforms.transform import (
     VFlipTransform,
 )
 from PIL import Image
+
+from detectron2.layers._errors import ValueAssertionError, ValueKeyError
 
 
 __all__ = [
@@ -86,12 +88,17 @@ class ExtentTransform(Transform):
         return _pil_apply(img, extent)
 
     def apply_coords(self, coords: np.ndarray) -> np.ndarray:
-        # Shift to the rectangle's origin and scale to the output size.
+        # Map the rectangle's centre to the output's centre and scale to the output
+        # size; in float32 and in this order, as upstream, for the same numbers.
         h, w = self.output_size
         x0, y0, x1, y1 = self.src_rect
-        out = np.asarray(coords, dtype=np.float64).copy()
-        out[:, 0] = (out[:, 0] - x0) * (w / (x1 - x0))
-        out[:, 1] = (out[:, 1] - y0) * (h / (y1 - y0))
+        out = np.asarray(coords).astype(np.float32)
+        out[:, 0] -= 0.5 * (x0 + x1)
+        out[:, 1] -= 0.5 * (y0 + y1)
+        out[:, 0] *= w / (x1 - x0)
+        out[:, 1] *= h / (y1 - y0)
+        out[:, 0] += 0.5 * w
+        out[:, 1] += 0.5 * h
         return out
 
     def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
@@ -101,10 +108,11 @@ class ExtentTransform(Transform):
 class ResizeTransform(Transform):
     """Resizes an image of size (h, w) to (new_h, new_w).
 
-    uint8 images are resized like PIL with `interp` (default bilinear; OpenCV does the
-    cases where it matches PIL, see _resize_uint8_cv2); float images go through
-    ``torch.nn.functional.interpolate`` with the matching mode. Segmentations always use
-    nearest-neighbour sampling.
+    uint8 images are resized by PIL's ``Image.resize`` with `interp` (default bilinear),
+    exactly as upstream does, so results never depend on whether OpenCV is installed
+    (OpenCV's bilinear differs from PIL's by one grey level on many upsampled pixels).
+    Float images go through ``torch.nn.functional.interpolate`` with the matching mode.
+    Segmentations always use nearest-neighbour sampling.
     """
 
     def __init__(self, h: int, w: int, new_h: int, new_w: int, interp=None):
@@ -115,44 +123,24 @@ class ResizeTransform(Transform):
 
     def apply_image(self, img: np.ndarray, interp=None) -> np.ndarray:
         if tuple(img.shape[:2]) != (self.h, self.w):
-            raise ValueError(
+            raise ValueAssertionError(
                 f"ResizeTransform: img must have size (h, w) = {(self.h, self.w)}, got {tuple(img.shape[:2])}"
             )
+        if img.ndim > 4:
+            raise ValueAssertionError(f"ResizeTransform: img must have at most 4 dims, got shape {img.shape}")
         method = interp if interp is not None else self.interp
         if img.dtype == np.uint8:
-            if img.ndim > 3 or (img.ndim == 3 and img.shape[2] not in (1, 3, 4)):
+            if img.ndim > 3 or (img.ndim == 3 and img.shape[2] not in (1, 2, 3, 4)):
                 raise ValueError(
-                    "ResizeTransform: a uint8 img must be HxW or HxWxC with C in (1, 3, 4), "
+                    "ResizeTransform: a uint8 img must be HxW or HxWxC with C in (1, 2, 3, 4), "
                     f"got shape {img.shape}"
                 )
-            fast = self._resize_uint8_cv2(img, method)
-            if fast is not None:
-                return fast
             return _pil_apply(img, lambda pil: pil.resize((self.new_w, self.new_h), method))
         return self._resize_float(img, method)
 
-    def _resize_uint8_cv2(self, img: np.ndarray, method) -> Optional[np.ndarray]:
-        """OpenCV's resize where it reproduces PIL's (several times faster): nearest
-        (bit-exact), and bilinear upsampling (within 1 grey level; PIL antialiases when
-        downsampling, OpenCV does not, so that stays with PIL). None where it does not."""
-        upsampling = self.new_h >= self.h and self.new_w >= self.w
-        if method == Image.NEAREST:
-            name = "INTER_NEAREST_EXACT"
-        elif method == Image.BILINEAR and upsampling:
-            name = "INTER_LINEAR"
-        else:
-            return None
-        try:
-            import cv2
-        except ImportError:
-            return None
-        # cv2 copies strided views (e.g. BGR from RGB) slowly; numpy does it faster.
-        out = cv2.resize(np.ascontiguousarray(img), (self.new_w, self.new_h), interpolation=getattr(cv2, name))
-        return out.reshape(out.shape[:2] + img.shape[2:])  # cv2 drops a trailing 1-channel axis
-
     def _resize_float(self, img: np.ndarray, method) -> np.ndarray:
         if method not in _PIL_TO_TORCH_MODE:
-            raise ValueError(
+            raise ValueKeyError(
                 f"ResizeTransform: interp {method} has no torch counterpart for {img.dtype} images; "
                 "use NEAREST, BILINEAR or BICUBIC"
             )
@@ -167,9 +155,12 @@ class ResizeTransform(Transform):
         return out.numpy()
 
     def apply_coords(self, coords: np.ndarray) -> np.ndarray:
-        coords = np.asarray(coords, dtype=np.float64).copy()
-        coords[:, 0] *= self.new_w * 1.0 / self.w
-        coords[:, 1] *= self.new_h * 1.0 / self.h
+        # Upstream scales in place, so the input dtype is kept (integer coordinates
+        # stay integers, truncated like numpy assignment does); we copy first so the
+        # caller's array is not modified, and give the same numbers.
+        coords = np.array(coords, copy=True)
+        coords[:, 0] = coords[:, 0] * (self.new_w * 1.0 / self.w)
+        coords[:, 1] = coords[:, 1] * (self.new_h * 1.0 / self.h)
         return coords
 
     def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
