@@ -237,8 +237,8 @@ class COCOEvaluator(_InstancesEvaluator):
         """Without a contiguous-id mapping, predicted classes are the dataset's own ids:
         an id the dataset lacks would be ignored by COCOeval, silently."""
         coco_api = getattr(self, "_coco_api", None)
-        if coco_api is None or not coco_results:
-            return
+        if coco_api is None or not coco_results or not self._do_evaluation:
+            return  # nothing evaluated here (e.g. a test set): the results json is written as given
         known = set(coco_api.getCatIds())
         if not known:
             return  # a dataset without categories: nothing to check against

@@ -226,6 +226,7 @@ def _check_same_device(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: st
         raise ValueError(f"{name_a} and {name_b} must be on the same device, got {a.device} and {b.device}")
 
 
+@torch.jit.unused
 def _check_boxes_args(fn: str, boxes1: Any, boxes2: Any) -> None:
     for name, b in (("boxes1", boxes1), ("boxes2", boxes2)):
         if not isinstance(b, Boxes):
@@ -235,7 +236,8 @@ def _check_boxes_args(fn: str, boxes1: Any, boxes2: Any) -> None:
 
 def pairwise_intersection(boxes1: Boxes, boxes2: Boxes) -> torch.Tensor:
     """Intersection area of every pair, shape (N, M)."""
-    _check_boxes_args("pairwise_intersection", boxes1, boxes2)
+    if not torch.jit.is_scripting():  # TorchScript checks the types itself
+        _check_boxes_args("pairwise_intersection", boxes1, boxes2)
     b1, b2 = boxes1.tensor, boxes2.tensor
     _check_same_device(b1, b2, "boxes1", "boxes2")
     # In-place steps keep the (N, M, 2) temporaries to one allocation each.
@@ -248,7 +250,8 @@ def pairwise_iou(boxes1: Boxes, boxes2: Boxes) -> torch.Tensor:
 
     Pairs that do not overlap get 0, including pairs of empty boxes.
     """
-    _check_boxes_args("pairwise_iou", boxes1, boxes2)
+    if not torch.jit.is_scripting():  # TorchScript checks the types itself
+        _check_boxes_args("pairwise_iou", boxes1, boxes2)
     area1 = boxes1.area()
     area2 = boxes2.area()
     inter = pairwise_intersection(boxes1, boxes2)
@@ -259,7 +262,8 @@ def pairwise_iou(boxes1: Boxes, boxes2: Boxes) -> torch.Tensor:
 
 def pairwise_ioa(boxes1: Boxes, boxes2: Boxes) -> torch.Tensor:
     """Intersection over the area of boxes2 for every pair, shape (N, M)."""
-    _check_boxes_args("pairwise_ioa", boxes1, boxes2)
+    if not torch.jit.is_scripting():  # TorchScript checks the types itself
+        _check_boxes_args("pairwise_ioa", boxes1, boxes2)
     area2 = boxes2.area()
     inter = pairwise_intersection(boxes1, boxes2)
     zero = torch.zeros(1, dtype=inter.dtype, device=inter.device)
