@@ -306,11 +306,11 @@ def expected_digest(src: str) -> tuple:
     return actual_sha, actual_size
 
 
-def add_packages(pairs: Iterable[tuple]) -> int:
-    """Copy (src, dest) pairs whose dest is missing or damaged; returns how many were copied."""
+def add_packages(items: Iterable[tuple]) -> int:
+    """Copy (src, dest, (sha256, size)) items whose dest is missing or differs; returns how
+    many were copied."""
     count = 0
-    for src, dest in pairs:
-        sha, size = expected_digest(src)
+    for src, dest, (sha, size) in items:
         if needs_copy(src, dest, sha, size):
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             copy_verified(src, dest, sha, size)

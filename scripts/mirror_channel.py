@@ -61,11 +61,15 @@ def mirror(sources: Iterable[str], out: str) -> int:
             print(note)
         for sub in channel_io.SUBDIRS:
             os.makedirs(os.path.join(out, sub), exist_ok=True)
-        pairs = []
+        items = []
         for path in package_files(sources):
-            subdir = read_index(path).get("subdir") or "noarch"
-            pairs.append((path, os.path.join(out, subdir, os.path.basename(path))))
-        count = channel_io.add_packages(pairs)
+            digest = channel_io.expected_digest(path)  # first: a damaged source is named as such
+            try:
+                subdir = read_index(path).get("subdir") or "noarch"
+            except Exception as e:
+                raise channel_io.ChannelError(f"{path} is not a readable conda package: {e}") from e
+            items.append((path, os.path.join(out, subdir, os.path.basename(path)), digest))
+        count = channel_io.add_packages(items)
         channel_io.index(out)
     return count
 
@@ -75,7 +79,11 @@ def main(argv: List[str]) -> int:
     parser.add_argument("sources", nargs="+", help="package cache dirs, channel dirs or package files")
     parser.add_argument("--out", required=True, help="mirror channel directory to fill and index")
     args = parser.parse_args(argv)
-    added = mirror(args.sources, args.out)
+    try:
+        added = mirror(args.sources, args.out)
+    except channel_io.ChannelError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     print(f"{added} packages added to {args.out} (indexed)")
     return 0
 
