@@ -30,18 +30,19 @@ CASES = [
 
 
 @pytest.mark.parametrize("name,bshape,sshape,ishape,message", CASES, ids=[c[0] for c in CASES])
-def test_batched_nms_bad_shapes(name, bshape, sshape, ishape, message):
-    boxes = torch.rand(bshape)
+def test_batched_nms_bad_shapes(name, bshape, sshape, ishape, message, device):
+    boxes = torch.rand(bshape, device=device)
     with pytest.raises(BadInputError, match=message) as err:
-        batched_nms(boxes, torch.rand(sshape), torch.zeros(ishape, dtype=torch.int64), 0.5)
+        batched_nms(boxes, torch.rand(sshape, device=device), torch.zeros(ishape, dtype=torch.int64, device=device), 0.5)
     assert isinstance(err.value, AssertionError) and isinstance(err.value, ValueError)
 
 
-def test_batched_nms_rotated_wants_five_columns():
+def test_batched_nms_rotated_wants_five_columns(device):
+    kw = {"device": device}
     with pytest.raises(BadInputError, match=r"\(N, 5\), got \(3, 4\)"):
-        batched_nms_rotated(torch.rand(3, 4), torch.rand(3), torch.zeros(3, dtype=torch.int64), 0.5)
+        batched_nms_rotated(torch.rand(3, 4, **kw), torch.rand(3, **kw), torch.zeros(3, dtype=torch.int64, **kw), 0.5)
     with pytest.raises(BadInputError, match=r"idxs must have shape \(3,\)"):
-        batched_nms_rotated(torch.rand(3, 5), torch.rand(3), torch.zeros(3, 1, dtype=torch.int64), 0.5)
+        batched_nms_rotated(torch.rand(3, 5, **kw), torch.rand(3, **kw), torch.zeros(3, 1, dtype=torch.int64, **kw), 0.5)
 
 
 @pytest.mark.parametrize("arg", ["boxes", "scores", "idxs"])
@@ -75,14 +76,15 @@ def _reference_batched_nms(boxes, scores, idxs, thr):
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_valid_inputs_still_match_a_reference(seed):
+def test_valid_inputs_still_match_a_reference(seed, device):
     g = torch.Generator().manual_seed(seed)
     n = 30
     boxes = _boxes(n) + torch.rand(n, 4, generator=g)
     boxes[:, 2:] = torch.max(boxes[:, 2:], boxes[:, :2] + 0.5)
     scores = torch.rand(n, generator=g)
     idxs = torch.randint(0, 3, (n,), generator=g)
-    assert batched_nms(boxes, scores, idxs, 0.4).tolist() == _reference_batched_nms(boxes, scores, idxs, 0.4)
+    got = batched_nms(boxes.to(device), scores.to(device), idxs.to(device), 0.4)
+    assert got.tolist() == _reference_batched_nms(boxes, scores, idxs, 0.4)
 
 
 def test_empty_inputs_are_fine():

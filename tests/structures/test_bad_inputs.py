@@ -115,15 +115,15 @@ def test_instances_cat_same_fields_in_another_order():
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
 @pytest.mark.parametrize("kind", ["bitmasks", "polygons"])
-def test_crop_and_resize_with_non_finite_boxes(bad, kind):
+def test_crop_and_resize_with_non_finite_boxes(bad, kind, device):
     if kind == "bitmasks":
-        masks = BitMasks(torch.ones(3, 10, 10, dtype=torch.bool))
+        masks = BitMasks(torch.ones(3, 10, 10, dtype=torch.bool, device=device))
     else:
         masks = PolygonMasks([[np.array([0, 0, 9, 0, 9, 9, 0, 9], dtype=float)]] * 3)
     boxes = torch.tensor([[0.0, 0.0, 5.0, 5.0], [1.0, 1.0, 4.0, 4.0], [0.0, 0.0, 5.0, 5.0]])
     boxes[1, 2] = bad
     with pytest.raises(BadInputError, match=r"boxes must be finite.*rows \[1\]"):
-        masks.crop_and_resize(boxes, 4)
+        masks.crop_and_resize(boxes.to(device), 4)
 
 
 @pytest.mark.parametrize("kind", ["bitmasks", "polygons"])
@@ -135,7 +135,7 @@ def test_crop_and_resize_with_boxes_of_the_wrong_shape(kind):
         masks.crop_and_resize(torch.zeros(2, 5), 4)
 
 
-def test_crop_and_resize_finite_boxes_still_work():
-    masks = BitMasks(torch.ones(2, 10, 10, dtype=torch.bool))
-    out = masks.crop_and_resize(torch.tensor([[0.0, 0.0, 5.0, 5.0], [2.0, 2.0, 8.0, 8.0]]), 4)
+def test_crop_and_resize_finite_boxes_still_work(device):
+    masks = BitMasks(torch.ones(2, 10, 10, dtype=torch.bool, device=device))
+    out = masks.crop_and_resize(torch.tensor([[0.0, 0.0, 5.0, 5.0], [2.0, 2.0, 8.0, 8.0]], device=device), 4)
     assert out.shape == (2, 4, 4) and bool(out.all())
