@@ -202,3 +202,11 @@ def test_files_follow_the_umask(tmp_path, umask):
     for name in ("model_0000009.pth", "last_checkpoint"):
         mode = stat.S_IMODE(os.stat(os.path.join(out, name)).st_mode)
         assert mode == 0o666 & ~umask, (name, oct(mode))
+
+
+@pytest.mark.parametrize("data", [b"", b"\x80\x02}q\x00(X", b"not a pickle at all"], ids=["empty", "truncated", "text"])
+def test_damaged_pkl_is_corrupt(tmp_path, data):
+    path = tmp_path / "model.pkl"
+    path.write_bytes(data)
+    with pytest.raises(CorruptCheckpointError, match="model.pkl"):
+        DetectionCheckpointer(_net()).load(str(path))

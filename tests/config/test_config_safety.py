@@ -152,6 +152,7 @@ def test_missing_base(tmp_path):
     with pytest.raises(ConfigFileError) as err:
         get_cfg().merge_from_file(path)
     _assert_one_line(err, "top.yaml", "mid.yaml", "gone.yaml", "does not exist")
+    assert isinstance(err.value, FileNotFoundError)  # what opening the missing file raised
 
 
 @pytest.mark.parametrize("base", ["3", "''", "[base.yaml, 4]", "{a: 1}"])

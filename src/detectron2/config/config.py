@@ -94,6 +94,12 @@ class ConfigFileError(ValueError, AssertionError):
     a missing base. Also an AssertionError, which fvcore raised for some of these."""
 
 
+class MissingBaseConfigError(FileNotFoundError, ConfigFileError):
+    """A ``_BASE_`` names a file that does not exist (a FileNotFoundError, as opening it was)."""
+
+    __str__ = Exception.__str__  # not OSError's "[Errno ...]" form
+
+
 class UnsafeConfigError(yaml.constructor.ConstructorError, ValueError):
     """A YAML config holds a python tag, which only loads with ``allow_unsafe=True``."""
 
@@ -175,7 +181,7 @@ def _load_yaml_chain(cls: Any, filename: str, allow_unsafe: bool, chain: List[st
     if key in [os.path.normpath(os.path.abspath(c)) if "://" not in c else c for c in chain]:
         raise ConfigFileError(f"Config files form a {BASE_KEY} cycle: {_describe_chain(chain + [filename])}")
     if chain and not PathManager.exists(filename):
-        raise ConfigFileError(
+        raise MissingBaseConfigError(
             f"Config file {_describe_chain(chain)} names {BASE_KEY} '{filename}', which does not exist"
         )
     with cls._open_cfg(filename) as f:
