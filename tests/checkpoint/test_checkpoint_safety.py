@@ -210,3 +210,45 @@ def test_damaged_pkl_is_corrupt(tmp_path, data):
     path.write_bytes(data)
     with pytest.raises(CorruptCheckpointError, match="model.pkl"):
         DetectionCheckpointer(_net()).load(str(path))
+
+
+_KILLED_SAVE = """
+import os, signal, sys, torch
+from torch import nn
+from detectron2.checkpoint import DetectionCheckpointer
+import detectron2.checkpoint.detection_checkpoint as dc
+
+out, mode = sys.argv[1], sys.argv[2]
+model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 2, 1))
+ckpt = DetectionCheckpointer(model, out)
+ckpt.save("model_0000004", iteration=4)
+real_save = torch.save
+
+def dying_save(obj, f):
+    if mode == "mid-write":
+        f.write(b"PK\\x03\\x04 partial")
+        f.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+dc.torch.save = dying_save
+ckpt.save("model_0000009", iteration=9)
+"""
+
+
+@pytest.mark.parametrize("mode", ["mid-write", "before-write"])
+def test_checkpoint_save_killed_then_resume(tmp_path, mode):
+    import subprocess
+    import sys
+
+    out = str(tmp_path / "out")
+    os.makedirs(out)
+    env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(__file__), "..", "..", "src"))
+    proc = subprocess.run([sys.executable, "-c", _KILLED_SAVE, out, mode], env=env, capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr
+    temporaries = [n for n in os.listdir(out) if n.endswith(".tmp")]
+    assert len(temporaries) == 1 and "model_0000009" in temporaries[0]
+    assert not os.path.exists(os.path.join(out, "model_0000009.pth"))
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 2, 1))
+    extra = DetectionCheckpointer(model, out).resume_or_load("", resume=True)
+    assert extra["iteration"] == 4  # the last complete checkpoint
+    assert not [n for n in os.listdir(out) if n.endswith(".tmp")]
