@@ -116,3 +116,22 @@ def test_coco_json_with_keypoints_of_the_wrong_length(tmp_path):
 def test_coco_json_zero_width_box_loads(tmp_path):
     (record,) = load_coco_json(_coco(tmp_path, bbox=[1, 1, 0, 4]), "")
     assert record["annotations"][0]["bbox"] == [1, 1, 0, 4]
+
+
+class _Boom:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo owned",))
+
+
+def test_proposal_file_naming_code_is_refused(tmp_path):
+    import pickle
+
+    from detectron2.checkpoint.safe_load import UnsafeCheckpointError
+    from detectron2.data import load_proposals_into_dataset
+
+    path = tmp_path / "proposals.pkl"
+    path.write_bytes(pickle.dumps({"ids": [1], "boxes": [_Boom()], "objectness_logits": [np.zeros(1)]}))
+    with pytest.raises(UnsafeCheckpointError, match="os.system|posix.system"):
+        load_proposals_into_dataset([{"image_id": 1}], str(path))

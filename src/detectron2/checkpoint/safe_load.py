@@ -65,6 +65,8 @@ _OTHER_GLOBALS: FrozenSet[Tuple[str, str]] = frozenset(
         ("collections", "OrderedDict"),
         # protocol-2 pickles written by Python 3 encode bytes through _codecs.encode
         ("_codecs", "encode"),
+        # proposal files may hold the enum itself; calling it only looks a member up
+        ("detectron2.structures.boxes", "BoxMode"),
     }
 )
 
