@@ -177,30 +177,22 @@ def make_conda(wheel: str, index: dict, work: str) -> str:
 
 
 def publish(package: str, channel: str) -> str:
-    """Add `package` to `channel` and re-index, swapping the new directory in whole."""
-    channel = os.path.abspath(channel)
-    parent = os.path.dirname(channel)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".channel-", dir=parent)
-    if os.path.isdir(channel):
-        shutil.rmtree(staging)
-        shutil.copytree(channel, staging)  # existing packages are never lost
-    for sub in ("noarch", "linux-64"):
-        os.makedirs(os.path.join(staging, sub), exist_ok=True)
-    shutil.copy2(package, os.path.join(staging, "linux-64", os.path.basename(package)))
-    import rattler.index
+    """Add `package` to `channel` and re-index it, never leaving the channel missing or a
+    package lost (scripts/channel_io.py): the package is copied in under a temporary name and
+    renamed once verified, and each repodata.json is replaced in one rename after the new
+    index is checked. What an interrupted publish left is recovered first."""
+    import channel_io
 
-    result = rattler.index.index_fs(staging, write_zst=False, write_shards=False, force=True)
-    if asyncio.iscoroutine(result):
-        asyncio.run(result)
-    old = None
-    if os.path.isdir(channel):
-        old = channel + f".old-{os.getpid()}"
-        os.rename(channel, old)
-    os.rename(staging, channel)
-    if old:
-        shutil.rmtree(old)
-    return os.path.join(channel, "linux-64", os.path.basename(package))
+    channel = os.path.abspath(channel)
+    with channel_io.channel_lock(channel):
+        for note in channel_io.recover(channel):
+            log(note)
+        for sub in channel_io.SUBDIRS:
+            os.makedirs(os.path.join(channel, sub), exist_ok=True)
+        dest = os.path.join(channel, "linux-64", os.path.basename(package))
+        channel_io.copy_verified(package, dest)
+        channel_io.index(channel)
+    return dest
 
 
 def install(channel: str, build: str, prefix: str) -> None:

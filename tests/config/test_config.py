@@ -45,12 +45,10 @@ def test_missing_file_is_reported():
         get_cfg().merge_from_file(str(DATA / "does_not_exist.yaml"))
 
 
-def test_python_tags_need_allow_unsafe():
+def test_python_tuple_tag_is_data_and_loads_safely():
     cfg = get_cfg()
-    cfg.merge_from_file(str(DATA / "python_tag.yaml"))  # allow_unsafe defaults to True
+    cfg.merge_from_file(str(DATA / "python_tag.yaml"))
     assert tuple(cfg.INPUT.MIN_SIZE_TRAIN) == (640, 672, 704)
-    with pytest.raises(yaml.constructor.ConstructorError):
-        get_cfg().merge_from_file(str(DATA / "python_tag.yaml"), allow_unsafe=False)
 
 
 def test_type_mismatch_is_rejected():
@@ -195,10 +193,10 @@ def test_set_global_cfg_updates_the_shared_object():
 
 def test_python_config_file_needs_allow_unsafe():
     cfg = get_cfg()
-    cfg.merge_from_file(str(DATA / "python_cfg.py"))
+    cfg.merge_from_file(str(DATA / "python_cfg.py"), allow_unsafe=True)
     assert cfg.SOLVER.BASE_LR == 0.25 and tuple(cfg.SOLVER.STEPS) == (10, 20)
     with pytest.raises(ValueError, match="allow_unsafe"):
-        get_cfg().merge_from_file(str(DATA / "python_cfg.py"), allow_unsafe=False)
+        get_cfg().merge_from_file(str(DATA / "python_cfg.py"))  # safe by default
 
 
 def test_model_zoo_style_config():

@@ -13,7 +13,7 @@ from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 
 from .c2_model_loading import align_and_update_state_dicts
-from .safe_load import as_dict, atomic_write, load_pkl, load_torch
+from .safe_load import as_dict, atomic_write, load_pkl, load_torch, remove_stale_temporaries
 
 __all__ = ["DetectionCheckpointer"]
 
@@ -71,6 +71,7 @@ class DetectionCheckpointer(Checkpointer):
         loaded = as_dict(self._torch_load(filename), filename)
         if "model" not in loaded:
             loaded = {"model": loaded}
+        _check_model_state(loaded["model"], filename)
         if self._parsed_url_during_load is not None:
             queries = parse_qs(self._parsed_url_during_load.query)
             if queries.pop("matching_heuristics", ["False"]) == ["True"]:
@@ -90,6 +91,36 @@ class DetectionCheckpointer(Checkpointer):
         blobs = as_dict(data.get("blobs", data), filename)
         blobs = {k: v for k, v in blobs.items() if not k.endswith("_momentum")}
         return {"model": blobs, "__author__": "Caffe2", "matching_heuristics": True}
+
+    # ------------------------------------------------------------------ resuming
+    def resume_or_load(self, path: str, *, resume: bool = True) -> Dict[str, Any]:
+        """fvcore's, plus: temporaries of interrupted saves are removed, and a
+        ``last_checkpoint`` that is empty or names a missing file is a clear error."""
+        if resume and self.save_dir and self.save_to_disk:
+            for stale in remove_stale_temporaries(self.save_dir):
+                self.logger.info(f"Removed {stale}, left by an interrupted checkpoint write.")
+        return super().resume_or_load(path, resume=resume)
+
+    def get_checkpoint_file(self) -> str:
+        save_file = os.path.join(self.save_dir, "last_checkpoint")
+        try:
+            with self.path_manager.open(save_file, "r") as f:
+                last_saved = f.read().strip()
+        except IOError:
+            return ""  # deleted meanwhile (by another process): no checkpoint
+        if not last_saved:
+            raise ValueError(
+                f"{save_file} is empty: expected the file name of the checkpoint to resume from. "
+                f"Write the name of one of the .pth files in {self.save_dir} into it, or delete it "
+                "to start from the initial weights."
+            )
+        path = os.path.join(self.save_dir, last_saved)
+        if not self.path_manager.exists(path):
+            raise FileNotFoundError(
+                f"{save_file} names '{last_saved}', which does not exist in {self.save_dir}: "
+                "write the name of an existing .pth file into it, or delete it to start from the initial weights."
+            )
+        return path
 
     def _load_pycls(self, filename: str) -> Dict[str, Any]:
         data = as_dict(self._torch_load(filename), filename)
@@ -156,3 +187,18 @@ class DetectionCheckpointer(Checkpointer):
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         save_file = os.path.join(self.save_dir, "last_checkpoint")
         atomic_write(save_file, lambda f: f.write(last_filename_basename.encode("utf-8")), self.path_manager)
+
+
+def _check_model_state(model: Any, filename: str) -> None:
+    """The ``model`` entry must be a state dict (name -> tensor / array)."""
+    if not isinstance(model, dict):
+        raise ValueError(
+            f"Checkpoint {filename}: its 'model' entry holds a {type(model).__name__}, expected a dict "
+            "mapping parameter names to tensors (a model's state_dict())."
+        )
+    for key in model:
+        if not isinstance(key, str):
+            raise ValueError(
+                f"Checkpoint {filename}: its 'model' dict has a key {key!r} of type {type(key).__name__}, "
+                "expected parameter names (str)."
+            )

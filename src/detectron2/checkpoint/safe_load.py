@@ -8,6 +8,7 @@ import io
 import os
 import pickle
 import re
+import struct
 import tempfile
 from typing import Any, BinaryIO, Callable, Dict, FrozenSet, Tuple
 
@@ -15,11 +16,39 @@ import torch
 
 from detectron2.utils.file_io import PathManager
 
-__all__ = ["UnsafeCheckpointError", "load_pkl", "load_torch", "atomic_write", "as_dict"]
+__all__ = [
+    "UnsafeCheckpointError",
+    "CorruptCheckpointError",
+    "load_pkl",
+    "load_torch",
+    "atomic_write",
+    "as_dict",
+    "remove_stale_temporaries",
+]
 
 
 class UnsafeCheckpointError(pickle.UnpicklingError):
     """A checkpoint references a global that loading it would import and call."""
+
+
+class CorruptCheckpointError(pickle.UnpicklingError, EOFError, RuntimeError):
+    """A checkpoint file is empty, truncated or not a checkpoint at all. Also an EOFError
+    and a RuntimeError: what torch.load raised for such files."""
+
+
+# What reading a damaged file raises (torch's zip reader, pickle, legacy tar/struct paths).
+_READ_ERRORS = (EOFError, RuntimeError, pickle.UnpicklingError, KeyError, ValueError, IndexError,
+                TypeError, UnicodeDecodeError, struct.error)
+
+
+def _corrupt(filename: str, e: BaseException) -> CorruptCheckpointError:
+    size = os.path.getsize(filename) if os.path.isfile(filename) else None
+    what = "is empty (0 bytes)" if size == 0 else f"cannot be read ({size} bytes)"
+    first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+    return CorruptCheckpointError(
+        f"Checkpoint {filename} {what}: it is truncated or corrupt, not a checkpoint torch/pickle "
+        f"can read ({type(e).__name__}: {first}). Re-download or re-save it."
+    )
 
 
 _BUILTINS: FrozenSet[str] = frozenset(
@@ -36,6 +65,8 @@ _OTHER_GLOBALS: FrozenSet[Tuple[str, str]] = frozenset(
         ("collections", "OrderedDict"),
         # protocol-2 pickles written by Python 3 encode bytes through _codecs.encode
         ("_codecs", "encode"),
+        # proposal files may hold the enum itself; calling it only looks a member up
+        ("detectron2.structures.boxes", "BoxMode"),
     }
 )
 
@@ -72,7 +103,12 @@ def load_pkl(f: BinaryIO, source: str = "<stream>") -> Any:
     """Unpickle a Detectron1 / model-zoo ``.pkl`` (latin1, for Python 2 pickles)."""
     unpickler = _RestrictedUnpickler(f, encoding="latin1")
     unpickler.source = source
-    return unpickler.load()
+    try:
+        return unpickler.load()
+    except UnsafeCheckpointError:
+        raise
+    except _READ_ERRORS as e:
+        raise _corrupt(source, e) from e
 
 
 def _torch_supports_weights_only() -> bool:
@@ -113,20 +149,33 @@ def _restricted_pickle_module(source: str) -> Any:
 
 def load_torch(filename: str, weights_only: bool = True) -> Any:
     """``torch.load`` onto the CPU, refusing arbitrary globals. ``weights_only`` selects
-    torch's own safe unpickler; without it (old torch) our restricted one is used."""
+    torch's own safe unpickler; without it (old torch) our restricted one is used.
+    Damaged files raise :class:`CorruptCheckpointError`, files naming code
+    :class:`UnsafeCheckpointError`."""
+    if os.path.isfile(filename) and os.path.getsize(filename) == 0:
+        raise _corrupt(filename, EOFError("no data"))
     if weights_only and _torch_supports_weights_only():
         try:
             return torch.load(filename, map_location=torch.device("cpu"), weights_only=True)
         except pickle.UnpicklingError as e:
-            # torch's message is long and suggests weights_only=False; keep only the culprit
+            # torch reports a refused global as "GLOBAL module.name"; anything else it could
+            # not parse is damage, not danger
             found = re.search(r"GLOBAL (\S+)", str(e))
-            culprit = f"the global '{found.group(1)}'" if found else f"something torch refused ({e})"
+            if not found:
+                raise _corrupt(filename, e) from e
             raise UnsafeCheckpointError(
-                f"Refusing to load {filename}: it references {culprit}, which is not allowed "
-                "in a checkpoint (torch.load(weights_only=True) allows tensors and plain containers)."
+                f"Refusing to load {filename}: it references the global '{found.group(1)}', which is not "
+                "allowed in a checkpoint (torch.load(weights_only=True) allows tensors and plain containers)."
             ) from e
+        except _READ_ERRORS as e:
+            raise _corrupt(filename, e) from e
     module = _restricted_pickle_module(filename)
-    return torch.load(filename, map_location=torch.device("cpu"), pickle_module=module, weights_only=False)
+    try:
+        return torch.load(filename, map_location=torch.device("cpu"), pickle_module=module, weights_only=False)
+    except UnsafeCheckpointError:
+        raise
+    except _READ_ERRORS as e:
+        raise _corrupt(filename, e) from e
 
 
 def _is_local(path: str) -> bool:
@@ -152,6 +201,7 @@ def atomic_write(path: str, write: Callable[[BinaryIO], None], path_manager=Path
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
+            os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; others read like open() files
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -159,6 +209,41 @@ def atomic_write(path: str, write: Callable[[BinaryIO], None], path_manager=Path
             os.unlink(tmp)
         raise
     _fsync_dir(directory)
+
+
+# The temporaries atomic_write leaves when killed: ".<name>.<random>.tmp".
+_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+
+
+def remove_stale_temporaries(directory: str) -> list:
+    """Delete the temporaries an interrupted :func:`atomic_write` left in ``directory``;
+    returns their paths. Call it only where no other writer is active (e.g. on resume)."""
+    removed = []
+    if not _is_local(directory) or not os.path.isdir(directory):
+        return removed
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name)
+        if _TEMPORARY.match(name) and os.path.isfile(path):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                continue
+            removed.append(path)
+    return removed
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (not thread-safe, but brief)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(directory: str) -> None:

@@ -4,13 +4,15 @@ import functools
 import inspect
 import logging
 import os
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
+import yaml
+from fvcore.common.config import BASE_KEY
 from fvcore.common.config import CfgNode as _CfgNode
 
 from detectron2.utils.file_io import PathManager
 
-__all__ = ["CfgNode", "get_cfg", "global_cfg", "set_global_cfg", "configurable"]
+__all__ = ["CfgNode", "get_cfg", "global_cfg", "set_global_cfg", "configurable", "ConfigFileError", "UnsafeConfigError"]
 
 
 class CfgNode(_CfgNode):
@@ -25,13 +27,20 @@ class CfgNode(_CfgNode):
     def _open_cfg(cls, filename: str):
         return PathManager.open(filename, "r")
 
-    # Defaults to allow_unsafe=True (unlike fvcore) so that upstream configs using
-    # python tags (e.g. !!python/tuple) load.
-    def merge_from_file(self, cfg_filename: str, allow_unsafe: bool = True) -> None:
+    @classmethod
+    def load_yaml_with_base(cls, filename: str, allow_unsafe: bool = False) -> Dict[str, Any]:
+        """The YAML file as a dict, with its ``_BASE_`` files (paths relative to it) merged
+        underneath. Read with a safe loader (``!!python/tuple`` allowed, it is data); other
+        python tags raise :class:`UnsafeConfigError` unless ``allow_unsafe=True``.
+        """
+        return _load_yaml_chain(cls, filename, allow_unsafe, chain=[])
+
+    # Safe by default (upstream defaults to True): a python tag in a YAML file would run code.
+    def merge_from_file(self, cfg_filename: str, allow_unsafe: bool = False) -> None:
         """Merge a YAML file (and its ``_BASE_`` chain) into this config.
 
-        A ``.py`` file (yacs style: it defines a dict or CfgNode named ``cfg``) is
-        executed, which is only done with ``allow_unsafe=True``.
+        Python tags in the YAML, and a ``.py`` file (yacs style: it defines a dict or
+        CfgNode named ``cfg``), run code: they are only loaded with ``allow_unsafe=True``.
 
         A file whose VERSION is older than this config's (or that has no VERSION and
         looks old) is merged into a downgraded copy and the result upgraded back.
@@ -78,6 +87,149 @@ class CfgNode(_CfgNode):
     def dump(self, *args, **kwargs) -> str:
         """The config as a YAML string (arguments go to ``yaml.safe_dump``)."""
         return super().dump(*args, **kwargs)
+
+
+class ConfigFileError(ValueError, AssertionError):
+    """A config file (or its ``_BASE_`` chain) is malformed: empty, not a mapping, a cycle,
+    a missing base. Also an AssertionError, which fvcore raised for some of these."""
+
+
+class MissingBaseConfigError(FileNotFoundError, ConfigFileError):
+    """A ``_BASE_`` names a file that does not exist (a FileNotFoundError, as opening it was)."""
+
+    __str__ = Exception.__str__  # not OSError's "[Errno ...]" form
+
+
+class UnsafeConfigError(yaml.constructor.ConstructorError, ValueError):
+    """A YAML config holds a python tag, which only loads with ``allow_unsafe=True``."""
+
+    def __init__(self, message: str):
+        super().__init__(problem=message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class _SafeConfigLoader(yaml.SafeLoader):
+    """yaml.SafeLoader plus ``!!python/tuple`` and detectron2's dataclasses, which run nothing
+    of the file's choosing."""
+
+
+_SafeConfigLoader.add_constructor(
+    "tag:yaml.org,2002:python/tuple", lambda loader, node: tuple(loader.construct_sequence(node))
+)
+
+
+def _construct_detectron2_dataclass(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    """``!!python/object:detectron2.X.Y {...}`` where Y is a dataclass of detectron2 (e.g.
+    ShapeSpec, which LazyConfig.save writes): built by calling the dataclass with its
+    fields, which runs no code of the file's choosing. Any other object tag is refused."""
+    import dataclasses
+    import importlib
+
+    module_name, _, class_name = suffix.rpartition(".")
+    refused = yaml.constructor.ConstructorError(
+        None, None, f"python object tag !!python/object:{suffix} (only detectron2 dataclasses are allowed)",
+        node.start_mark,
+    )
+    if not (module_name == "detectron2" or module_name.startswith("detectron2.")) or not class_name.isidentifier():
+        raise refused
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError):
+        raise refused from None
+    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+        raise refused
+    fields = loader.construct_mapping(node, deep=True) if isinstance(node, yaml.MappingNode) else {}
+    return cls(**fields)
+
+
+_SafeConfigLoader.add_multi_constructor("tag:yaml.org,2002:python/object:", _construct_detectron2_dataclass)
+
+
+def _describe_chain(chain: List[str]) -> str:
+    return " -> ".join(repr(f) for f in chain)
+
+
+def load_yaml_file(stream: Any, filename: str, allow_unsafe: bool = False, chain: Optional[List[str]] = None) -> Any:
+    """Parse a YAML stream safely. A python tag raises :class:`UnsafeConfigError` naming the
+    file and the opt-in; with ``allow_unsafe=True`` it is loaded with a warning."""
+    text = stream.read()
+    try:
+        return yaml.load(text, Loader=_SafeConfigLoader)
+    except yaml.constructor.ConstructorError as e:
+        where = _describe_chain((chain or []) + [filename])
+        if not allow_unsafe:
+            raise UnsafeConfigError(
+                f"Config file {where} holds a tag the safe YAML loader refuses ({e.problem}{_mark(e)}); "
+                "python tags run code "
+                "while loading. Pass allow_unsafe=True only if you trust the file."
+            ) from e
+        logging.getLogger(__name__).warning(
+            f"Loading config {where} with yaml.unsafe_load (allow_unsafe=True): it holds python tags, "
+            "which run code. Only do this with files you trust."
+        )
+        return yaml.unsafe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigFileError(f"Config file {_describe_chain((chain or []) + [filename])} is not valid YAML: {e}") from e
+
+
+def _mark(e: yaml.MarkedYAMLError) -> str:
+    mark = e.problem_mark
+    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+
+
+def _merge_a_into_b(a: Dict[str, Any], b: Dict[str, Any], filename: str) -> None:
+    for k, v in a.items():
+        if isinstance(v, dict) and k in b:
+            if not isinstance(b[k], dict):
+                raise ConfigFileError(f"Config file '{filename}': key '{k}' is a dict, its base has a {type(b[k]).__name__}")
+            _merge_a_into_b(v, b[k], filename)
+        else:
+            b[k] = v
+
+
+def _resolve_base(base: Any, filename: str, chain: List[str]) -> str:
+    if not isinstance(base, str) or not base:
+        raise ConfigFileError(
+            f"Config file {_describe_chain(chain + [filename])}: {BASE_KEY} must be a file name or a list "
+            f"of them, got {base!r}"
+        )
+    if base.startswith("~"):
+        base = os.path.expanduser(base)
+    if not base.startswith(("/", "https://", "http://")):
+        base = os.path.join(os.path.dirname(filename), base)  # relative to the config file
+    return base
+
+
+def _load_yaml_chain(cls: Any, filename: str, allow_unsafe: bool, chain: List[str]) -> Dict[str, Any]:
+    """One file of a ``_BASE_`` chain; ``chain`` holds the files that (transitively) include it."""
+    key = os.path.normpath(os.path.abspath(filename)) if "://" not in filename else filename
+    if key in [os.path.normpath(os.path.abspath(c)) if "://" not in c else c for c in chain]:
+        raise ConfigFileError(f"Config files form a {BASE_KEY} cycle: {_describe_chain(chain + [filename])}")
+    if chain and not PathManager.exists(filename):
+        raise MissingBaseConfigError(
+            f"Config file {_describe_chain(chain)} names {BASE_KEY} '{filename}', which does not exist"
+        )
+    with cls._open_cfg(filename) as f:
+        cfg = load_yaml_file(f, filename, allow_unsafe, chain)
+    if cfg is None:
+        raise ConfigFileError(f"Config file {_describe_chain(chain + [filename])} is empty: expected a mapping of keys")
+    if not isinstance(cfg, dict):
+        raise ConfigFileError(
+            f"Config file {_describe_chain(chain + [filename])}: expected a mapping of keys at the top level, "
+            f"got a {type(cfg).__name__}"
+        )
+    if BASE_KEY not in cfg:
+        return cfg
+    bases = cfg.pop(BASE_KEY)
+    merged: Dict[str, Any] = {}
+    for base in bases if isinstance(bases, list) else [bases]:
+        base_file = _resolve_base(base, filename, chain)
+        _merge_a_into_b(_load_yaml_chain(cls, base_file, allow_unsafe, chain + [filename]), merged, filename)
+    _merge_a_into_b(cfg, merged, filename)
+    return merged
 
 
 def _load_python_cfg(filename: str, allow_unsafe: bool) -> dict:

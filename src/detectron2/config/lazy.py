@@ -151,6 +151,21 @@ def _patch_import():
         builtins.__import__ = old_import
 
 
+def _load_yaml_config(filename: str, allow_unsafe: bool) -> DictConfig:
+    """A YAML LazyConfig file as a DictConfig; refuses python tags unless allowed."""
+    from .config import ConfigFileError, load_yaml_file
+
+    with PathManager.open(filename, "r") as f:
+        obj = load_yaml_file(f, filename, allow_unsafe=allow_unsafe)
+    if obj is None:
+        raise ConfigFileError(f"Config file '{filename}' is empty: expected a mapping of keys")
+    if not isinstance(obj, dict):
+        raise ConfigFileError(
+            f"Config file '{filename}': expected a mapping of keys at the top level, got a {type(obj).__name__}"
+        )
+    return OmegaConf.create(obj, flags={"allow_objects": True})
+
+
 class LazyConfig:
     """Load, save, override and print lazy configs (python files or YAML)."""
 
@@ -165,8 +180,11 @@ class LazyConfig:
         return LazyConfig.load(os.path.join(caller_dir, filename), keys)
 
     @staticmethod
-    def load(filename: str, keys: Union[None, str, Tuple[str, ...]] = None):
+    def load(filename: str, keys: Union[None, str, Tuple[str, ...]] = None, *, allow_unsafe: bool = False):
         """Load a config file (.py, .yaml or .yml).
+
+        A YAML file is read with a safe loader: python tags (which run code while loading)
+        raise an error unless ``allow_unsafe=True`` (then they load, with a warning).
 
         Args:
             keys: None returns the whole config as a DictConfig (for a python file: its
@@ -187,9 +205,7 @@ class LazyConfig:
                 exec(compile(content, filename, "exec"), namespace)
             ret = namespace
         else:
-            with PathManager.open(filename, "r") as f:
-                obj = yaml.unsafe_load(f)  # configs written by save() may hold python objects
-            ret = OmegaConf.create(obj, flags={"allow_objects": True})
+            ret = _load_yaml_config(filename, allow_unsafe)
 
         if keys is not None:
             if isinstance(keys, str):
@@ -244,7 +260,15 @@ class LazyConfig:
             with PathManager.open(filename, "w") as f:
                 f.write(dumped)
             try:
-                yaml.unsafe_load(dumped)
+                from .config import _SafeConfigLoader
+
+                yaml.load(dumped, Loader=_SafeConfigLoader)  # what load() reads by default
+            except yaml.constructor.ConstructorError:
+                logger.warning(
+                    f"The config contains python objects: {filename} loads only with "
+                    "LazyConfig.load(..., allow_unsafe=True); a .pkl copy is saved as well."
+                )
+                save_pkl = True
             except Exception:
                 logger.warning(
                     f"The config contains objects that cannot serialize to a valid yaml. "

@@ -2,7 +2,6 @@
 import itertools
 import logging
 import operator
-import pickle
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
@@ -73,8 +72,12 @@ def load_proposals_into_dataset(dataset_dicts: List[Dict], proposal_file: str) -
         "proposal_bbox_mode" added.
     """
     logger.info(f"Loading proposals from: {proposal_file}")
+    from detectron2.checkpoint.safe_load import load_pkl
+
     with PathManager.open(proposal_file, "rb") as f:
-        proposals = pickle.load(f, encoding="latin1")  # files written by python 2 too
+        # restricted unpickler (arrays and containers only): a pickle could run code; latin1
+        # reads files written by python 2 too
+        proposals = load_pkl(f, source=proposal_file)
     for old, new in (("indexes", "ids"), ("scores", "objectness_logits")):
         if old in proposals:
             proposals[new] = proposals.pop(old)

@@ -8,6 +8,7 @@ import pycocotools.mask as mask_util
 import torch
 from PIL import Image
 
+from detectron2.layers._checks import BadInputError
 from detectron2.structures import (
     BitMasks,
     Boxes,
@@ -173,6 +174,12 @@ def get_bbox(annotation: Dict[str, Any]) -> np.ndarray:
         box = np.array(annotation["bbox"], dtype=np.float64).reshape(-1)
         if box.shape != (4,):
             raise ValueError(f"annotation['bbox'] must have 4 numbers in mode {BoxMode(mode).name}, got {box.shape[0]}")
+        if box[2] < (0 if mode == BoxMode.XYWH_ABS else box[0]) or box[3] < (0 if mode == BoxMode.XYWH_ABS else box[1]):
+            # a transform (e.g. a flip) would silently turn it into another, valid box
+            raise BadInputError(
+                f"annotation['bbox'] {box.tolist()} in mode {BoxMode(mode).name} has a negative "
+                "width or height; expected width, height >= 0"
+            )
         if mode == BoxMode.XYWH_ABS:
             box[2:] += box[:2]
         return box
@@ -185,6 +192,18 @@ def _as_transform_list(transforms) -> T.TransformList:
     if isinstance(transforms, (tuple, list)):
         return T.TransformList(list(transforms))
     return T.TransformList([transforms])
+
+
+def _polygon_array(polygon: Any, index: int) -> np.ndarray:
+    arr = np.asarray(polygon)  # the dtype is kept: upstream leaves integer polygons integer
+    if not np.issubdtype(arr.dtype, np.number):
+        raise BadInputError(f"annotation['segmentation'][{index}] must hold numbers, got dtype {arr.dtype}")
+    if arr.ndim != 1 or arr.size % 2 != 0 or arr.size < 6:
+        raise BadInputError(
+            f"annotation['segmentation'][{index}] must be a flat polygon x0, y0, x1, y1, ... of an even "
+            f"number (>= 6) of coordinates, got shape {arr.shape}"
+        )
+    return arr.reshape(-1, 2)
 
 
 def transform_instance_annotations(
@@ -206,8 +225,7 @@ def transform_instance_annotations(
     if "segmentation" in annotation:
         segm = annotation["segmentation"]
         if isinstance(segm, list):
-            # The input dtype is kept (upstream does not convert: int polygons stay int).
-            polygons = [np.asarray(p).reshape(-1, 2) for p in segm]
+            polygons = [_polygon_array(p, i) for i, p in enumerate(segm)]
             annotation["segmentation"] = [p.reshape(-1) for p in transforms.apply_polygons(polygons)]
         elif isinstance(segm, dict):
             mask = transforms.apply_segmentation(mask_util.decode(segm))
@@ -232,6 +250,17 @@ def transform_instance_annotations(
     return annotation
 
 
+def _keypoints_array(keypoints: Any) -> np.ndarray:
+    """Flat [x, y, v, ...] or (K, 3) keypoints as a (K, 3) float64 array."""
+    arr = np.asarray(keypoints, dtype="float64")
+    if arr.size % 3 != 0 or (arr.ndim == 2 and arr.shape[1] != 3) or arr.ndim > 2:
+        raise BadInputError(
+            f"annotation['keypoints'] must be x, y, visibility triplets (flat, a multiple of 3 numbers, "
+            f"or K x 3), got shape {arr.shape}"
+        )
+    return arr.reshape(-1, 3)
+
+
 def transform_keypoint_annotations(
     keypoints: Union[List[float], np.ndarray],
     transforms: Union[T.Transform, T.TransformList, Sequence[T.Transform]],
@@ -245,7 +274,12 @@ def transform_keypoint_annotations(
     `keypoint_hflip_indices` (see create_keypoint_hflip_indices).
     """
     transforms = _as_transform_list(transforms)
-    keypoints = np.asarray(keypoints, dtype="float64").reshape(-1, 3)
+    keypoints = _keypoints_array(keypoints)
+    if keypoint_hflip_indices is not None and len(keypoints) != len(keypoint_hflip_indices):
+        raise BadInputError(
+            f"annotation['keypoints'] has {len(keypoints)} keypoints, but the dataset's "
+            f"keypoint_hflip_indices has {len(keypoint_hflip_indices)} (from its keypoint_names)"
+        )
     xy = transforms.apply_coords(keypoints[:, :2])
     h, w = image_size
     inside = ((xy >= 0) & (xy <= np.array([w, h]))).all(axis=1)
@@ -272,7 +306,7 @@ def _masks_from_segmentations(segms: List[Any], image_size: Tuple[int, int], mas
         try:
             return PolygonMasks(segms)
         except ValueError as e:
-            raise ValueError("Failed to use mask_format=='polygon' from the given annotations!") from e
+            raise BadInputError(f"Failed to use mask_format=='polygon' from the given annotations: {e}") from e
     if mask_format != "bitmask":
         raise ValueError(f"annotations_to_instances: mask_format must be 'polygon' or 'bitmask', got {mask_format!r}")
     masks = []
@@ -312,7 +346,12 @@ def annotations_to_instances(
         target.gt_masks = _masks_from_segmentations(segms, image_size, mask_format)
 
     if len(annos) and "keypoints" in annos[0]:
-        kpts = [np.asarray(obj.get("keypoints", []), dtype=np.float32).reshape(-1, 3) for obj in annos]
+        kpts = [_keypoints_array(obj.get("keypoints", [])).astype(np.float32) for obj in annos]
+        if len({len(k) for k in kpts}) > 1:
+            raise BadInputError(
+                "annotations_to_instances: every annotation must have the same number of keypoints, got "
+                f"{[len(k) for k in kpts]}"
+            )
         target.gt_keypoints = Keypoints(np.stack(kpts))
     return target
 

@@ -22,6 +22,7 @@ from tabulate import tabulate
 import detectron2.utils.comm as comm
 from detectron2.checkpoint.safe_load import atomic_write
 from detectron2.layers._errors import ValueAssertionError
+from detectron2.layers._checks import BadInputError
 from detectron2.structures import Boxes, BoxMode, Instances, pairwise_iou
 from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import create_small_table
@@ -213,6 +214,7 @@ class COCOEvaluator(_InstancesEvaluator):
     def _unmap_category_ids(self, coco_results: List[Dict[str, Any]]) -> None:
         """Contiguous class indices (the model's) back to the dataset's category ids."""
         if not hasattr(self._metadata, "thing_dataset_id_to_contiguous_id"):
+            self._check_dataset_category_ids(coco_results)
             return
         dataset_to_contiguous = self._metadata.thing_dataset_id_to_contiguous_id
         contiguous_ids = sorted(dataset_to_contiguous.values())
@@ -232,12 +234,45 @@ class COCOEvaluator(_InstancesEvaluator):
                 )
             result["category_id"] = reverse[category_id]
 
+    def _check_dataset_category_ids(self, coco_results: List[Dict[str, Any]]) -> None:
+        """Without a contiguous-id mapping, predicted classes are the dataset's own ids:
+        an id the dataset lacks would be ignored by COCOeval, silently."""
+        coco_api = getattr(self, "_coco_api", None)
+        if coco_api is None or not coco_results or not self._do_evaluation:
+            return  # nothing evaluated here (e.g. a test set): the results json is written as given
+        known = set(coco_api.getCatIds())
+        if not known:
+            return  # a dataset without categories: nothing to check against
+        unknown = sorted({r["category_id"] for r in coco_results} - known)
+        if unknown:
+            raise BadInputError(
+                f"Predictions have category ids {unknown[:10]} that dataset '{self._metadata.name}' does not "
+                f"have (its ids: {sorted(known)[:20]}); without metadata.thing_dataset_id_to_contiguous_id "
+                "predicted classes must be the dataset's category ids."
+            )
+
+    def _check_task_inputs(self, coco_results: List[Dict[str, Any]], tasks: Sequence[str]) -> None:
+        """Each requested task needs its field in every prediction (masks, keypoints)."""
+        needs = {"segm": ("segmentation", "pred_masks"), "keypoints": ("keypoints", "pred_keypoints")}
+        for task in tasks:
+            if task not in needs:
+                continue
+            key, field = needs[task]
+            missing = sum(1 for r in coco_results if key not in r)
+            if missing:
+                raise BadInputError(
+                    f"COCOEvaluator of '{self._metadata.name}': task '{task}' needs predictions with {field}, "
+                    f"but {missing} of {len(coco_results)} predicted instances have none; evaluate with "
+                    f"tasks={tuple(t for t in tasks if t != task) or ('bbox',)} or use a model that predicts them."
+                )
+
     def _eval_predictions(self, predictions: List[Dict[str, Any]], img_ids: Optional[Sequence[int]] = None) -> None:
         """COCO AP of every task on the predicted instances, into ``self._results``."""
         self._logger.info("Preparing results for COCO format ...")
         # Copies: unmapping the category ids must not change the kept predictions.
         coco_results = [dict(r) for r in itertools.chain(*[x["instances"] for x in predictions])]
         tasks = self._tasks or self._tasks_from_predictions(coco_results)
+        self._check_task_inputs(coco_results, tasks)
         self._unmap_category_ids(coco_results)
         self._write_results_json(coco_results, "coco_instances_results.json")
         if not self._do_evaluation:

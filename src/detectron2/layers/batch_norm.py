@@ -57,7 +57,9 @@ class FrozenBatchNorm2d(nn.Module):
         if version is not None and version < 3:
             # Before version 3, forward used running_var without adding eps.
             logging.getLogger(__name__).info(f"FrozenBatchNorm {prefix.rstrip('.')} is upgraded to version 3.")
-            state_dict[prefix + "running_var"] -= self.eps
+            # (absent when the checkpoint lacks it or its shape did not match: nothing to upgrade)
+            if prefix + "running_var" in state_dict:
+                state_dict[prefix + "running_var"] = state_dict[prefix + "running_var"] - self.eps
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )

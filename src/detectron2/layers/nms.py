@@ -3,6 +3,7 @@ import torch
 from torchvision.ops import boxes as box_ops
 from torchvision.ops import nms  # noqa: F401  (re-exported as detectron2.layers.nms)
 
+from ._checks import BadInputError, BadTypeError, describe
 from ._ops import ops
 
 # Above this magnitude float32 spacing exceeds ~1/8 px, so class offsets would blur boxes.
@@ -18,8 +19,24 @@ def batched_nms(
     Works in float32 even for half inputs (their range is too small for the offsets
     torchvision adds per category).
     """
-    assert boxes.shape[-1] == 4
+    check_batched_nms_inputs(boxes, scores, idxs, 4)
     return box_ops.batched_nms(boxes.float(), scores, idxs, iou_threshold)
+
+
+def check_batched_nms_inputs(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, box_dim: int) -> None:
+    """Raise BadInputError (a ValueError and an AssertionError, as upstream's assert)
+    unless boxes is (N, box_dim) and scores and idxs are (N,)."""
+    for name, t in (("boxes", boxes), ("scores", scores), ("idxs", idxs)):
+        if not isinstance(t, torch.Tensor):
+            raise BadTypeError(f"batched_nms: {name} must be a Tensor, got {describe(t)}")
+    if boxes.dim() != 2 or boxes.shape[1] != box_dim:
+        raise BadInputError(f"batched_nms: boxes must have shape (N, {box_dim}), got {tuple(boxes.shape)}")
+    n = boxes.shape[0]
+    for name, t in (("scores", scores), ("idxs", idxs)):
+        if t.dim() != 1 or t.shape[0] != n:
+            raise BadInputError(
+                f"batched_nms: {name} must have shape ({n},) like boxes' first dim, got {tuple(t.shape)}"
+            )
 
 
 def nms_rotated(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
@@ -51,7 +68,7 @@ def batched_nms_rotated(
     Returns:
         Tensor: int64 indices of the kept boxes, by decreasing score.
     """
-    assert boxes.shape[-1] == 5
+    check_batched_nms_inputs(boxes, scores, idxs, 5)
     if boxes.numel() == 0:
         return torch.empty((0,), dtype=torch.int64, device=boxes.device)
     boxes = boxes.float()  # half precision cannot hold the offsets

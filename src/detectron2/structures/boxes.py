@@ -1,13 +1,14 @@
 """Axis-aligned boxes: the BoxMode conversions, the Boxes container and pairwise metrics."""
 import math
 from enum import IntEnum, unique
-from typing import List, Tuple, Union
+from typing import Any, List, Tuple, Union
 
 import numpy as np
 import torch
 from torch import device
 
 from detectron2.layers._errors import IndexAssertionError, TypeAssertionError, ValueAssertionError
+from detectron2.layers._checks import BadTypeError, describe
 
 _RawBoxType = Union[List[float], Tuple[float, ...], torch.Tensor, np.ndarray]
 
@@ -226,8 +227,18 @@ def _check_same_device(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: st
         raise ValueError(f"{name_a} and {name_b} must be on the same device, got {a.device} and {b.device}")
 
 
+@torch.jit.unused
+def _check_boxes_args(fn: str, boxes1: Any, boxes2: Any) -> None:
+    for name, b in (("boxes1", boxes1), ("boxes2", boxes2)):
+        if not isinstance(b, Boxes):
+            hint = " (wrap a tensor as Boxes(tensor))" if isinstance(b, torch.Tensor) else ""
+            raise BadTypeError(f"{fn}: {name} must be a Boxes, got {describe(b)}{hint}")
+
+
 def pairwise_intersection(boxes1: Boxes, boxes2: Boxes) -> torch.Tensor:
     """Intersection area of every pair, shape (N, M)."""
+    if not torch.jit.is_scripting():  # TorchScript checks the types itself
+        _check_boxes_args("pairwise_intersection", boxes1, boxes2)
     b1, b2 = boxes1.tensor, boxes2.tensor
     _check_same_device(b1, b2, "boxes1", "boxes2")
     # In-place steps keep the (N, M, 2) temporaries to one allocation each.
@@ -240,6 +251,8 @@ def pairwise_iou(boxes1: Boxes, boxes2: Boxes) -> torch.Tensor:
 
     Pairs that do not overlap get 0, including pairs of empty boxes.
     """
+    if not torch.jit.is_scripting():  # TorchScript checks the types itself
+        _check_boxes_args("pairwise_iou", boxes1, boxes2)
     area1 = boxes1.area()
     area2 = boxes2.area()
     inter = pairwise_intersection(boxes1, boxes2)
@@ -250,6 +263,8 @@ def pairwise_iou(boxes1: Boxes, boxes2: Boxes) -> torch.Tensor:
 
 def pairwise_ioa(boxes1: Boxes, boxes2: Boxes) -> torch.Tensor:
     """Intersection over the area of boxes2 for every pair, shape (N, M)."""
+    if not torch.jit.is_scripting():  # TorchScript checks the types itself
+        _check_boxes_args("pairwise_ioa", boxes1, boxes2)
     area2 = boxes2.area()
     inter = pairwise_intersection(boxes1, boxes2)
     zero = torch.zeros(1, dtype=inter.dtype, device=inter.device)

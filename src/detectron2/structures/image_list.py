@@ -6,6 +6,7 @@ from torch import device
 from torch.nn import functional as F
 
 from detectron2.layers._errors import TypeAssertionError, ValueAssertionError
+from detectron2.layers._checks import BadInputError
 from detectron2.layers.wrappers import move_device_like, shapes_to_tensor
 
 
@@ -118,6 +119,13 @@ def _padded_size(image_sizes: List[torch.Tensor], square_size: int, size_divisib
 def _padded_size_ints(image_sizes: List[Tuple[int, int]], square_size: int, size_divisibility: int) -> List[int]:
     """The (H, W) to pad to, as ints (eager mode)."""
     if square_size > 0:
+        for i, (h, w) in enumerate(image_sizes):
+            if h > square_size or w > square_size:
+                # padding cannot shrink an image; F.pad would silently crop it
+                raise BadInputError(
+                    f"ImageList.from_tensors: padding_constraints['square_size']={square_size} is smaller "
+                    f"than tensors[{i}] of size {h}x{w}; it must be >= every image's height and width"
+                )
         size = [square_size, square_size]
     else:
         size = [max(s[0] for s in image_sizes), max(s[1] for s in image_sizes)]

@@ -8,6 +8,12 @@ import torch
 from detectron2.layers._errors import TypeAssertionError, ValueAssertionError
 
 
+class FieldMismatchError(ValueError, KeyError):
+    """Instances with different fields; also the KeyError that looking a field up raised."""
+
+    __str__ = Exception.__str__  # KeyError would quote the message
+
+
 class Instances:
     """A set of N instances of one image, stored as fields of length N.
 
@@ -106,8 +112,15 @@ class Instances:
             for i in instance_lists[1:]:
                 if i.image_size != image_size:
                     raise ValueAssertionError(f"Instances.cat: image sizes differ: {i.image_size} vs {image_size}")
+        fields = list(instance_lists[0]._fields.keys())
+        for j, i in enumerate(instance_lists[1:], start=1):
+            if set(i._fields.keys()) != set(fields):
+                raise FieldMismatchError(
+                    f"Instances.cat: all instances must have the same fields; instance_lists[0] has "
+                    f"{sorted(fields)}, instance_lists[{j}] has {sorted(i._fields.keys())}"
+                )
         ret = Instances(image_size)
-        for k in instance_lists[0]._fields.keys():
+        for k in fields:
             values = [i.get(k) for i in instance_lists]
             v0 = values[0]
             if isinstance(v0, torch.Tensor):

@@ -9,6 +9,8 @@ import torch
 from torch import device
 
 from detectron2.layers._errors import IndexAssertionError, TypeAssertionError, ValueAssertionError
+from detectron2.layers._checks import BadInputError
+
 from .boxes import Boxes
 
 
@@ -21,6 +23,13 @@ def polygons_to_bitmask(polygons: List[np.ndarray], height: int, width: int) -> 
     """Rasterise the union of flat [x0, y0, x1, y1, ...] polygons to a (height, width) bool mask."""
     if len(polygons) == 0:
         return np.zeros((height, width), dtype=bool)
+    for i, p in enumerate(polygons):
+        n = np.asarray(p).size
+        if np.asarray(p).ndim != 1 or n % 2 != 0 or n < 6:
+            raise BadInputError(
+                f"polygons_to_bitmask: polygons[{i}] must be a flat array of an even number (>= 6) of "
+                f"coordinates x0, y0, x1, y1, ..., got {n} values of shape {np.asarray(p).shape}"
+            )
     rles = mask_util.frPyObjects(polygons, height, width)
     rle = mask_util.merge(rles)
     return mask_util.decode(rle).astype(bool)
@@ -126,6 +135,7 @@ class BitMasks:
 
         if len(boxes) != len(self):
             raise ValueAssertionError(f"BitMasks.crop_and_resize: {len(boxes)} boxes for {len(self)} masks")
+        _check_crop_boxes(boxes, len(self), "BitMasks")
         dev = self.tensor.device
         batch_inds = torch.arange(len(boxes), device=dev).to(dtype=boxes.dtype)[:, None]
         rois = torch.cat([batch_inds, boxes.to(device=dev)], dim=1)
@@ -236,6 +246,7 @@ class PolygonMasks:
         the boxes' device."""
         if len(boxes) != len(self):
             raise ValueAssertionError(f"PolygonMasks.crop_and_resize: {len(boxes)} boxes for {len(self)} masks")
+        _check_crop_boxes(boxes, len(self), "PolygonMasks")
         dev = boxes.device
         # Rasterisation runs on the CPU through pycocotools.
         boxes = boxes.to(torch.device("cpu"))
@@ -273,6 +284,18 @@ def _as_float64_array(t: Union[torch.Tensor, np.ndarray, List[float]]) -> np.nda
     return np.asarray(t).astype("float64")
 
 
+def _check_crop_boxes(boxes: torch.Tensor, n: int, owner: str) -> None:
+    """crop_and_resize needs (N, 4) finite boxes; a NaN box has no crop (one host sync)."""
+    if boxes.dim() != 2 or boxes.shape[1] != 4:
+        raise BadInputError(f"{owner}.crop_and_resize: boxes must have shape ({n}, 4), got {tuple(boxes.shape)}")
+    if boxes.numel() and not bool(torch.isfinite(boxes).all()):
+        bad = (~torch.isfinite(boxes)).any(dim=1).nonzero().flatten().tolist()
+        raise BadInputError(
+            f"{owner}.crop_and_resize: boxes must be finite, got NaN/inf in rows {bad[:10]}"
+            f"{' ...' if len(bad) > 10 else ''} (diverged training or bad proposals?)"
+        )
+
+
 def _process_instance_polygons(polygons_per_instance: List[Any]) -> List[np.ndarray]:
     if not isinstance(polygons_per_instance, list):
         raise ValueError(
@@ -282,7 +305,7 @@ def _process_instance_polygons(polygons_per_instance: List[Any]) -> List[np.ndar
     arrays = [_as_float64_array(p) for p in polygons_per_instance]
     for polygon in arrays:
         if polygon.ndim != 1 or len(polygon) % 2 != 0 or len(polygon) < 6:
-            raise ValueError(
+            raise BadInputError(
                 f"Cannot create a polygon from {polygon.size} coordinates: expected a flat array of "
                 "an even number (>= 6) of coordinates"
             )

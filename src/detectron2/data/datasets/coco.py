@@ -15,6 +15,7 @@ import pycocotools.mask as mask_util
 from iopath.common.file_io import file_lock
 
 from detectron2.layers._errors import ValueAssertionError
+from detectron2.layers._checks import BadInputError
 from detectron2.structures import Boxes, BoxMode, PolygonMasks, RotatedBoxes
 from detectron2.utils.file_io import PathManager
 
@@ -61,6 +62,18 @@ def _valid_segmentation(segm: Any) -> Any:
     return polygons or None
 
 
+def _check_coco_bbox(bbox: Any, anno: Dict) -> None:
+    """A COCO bbox is [x, y, width, height] with finite numbers and width, height >= 0."""
+    where = f"Annotation {anno.get('id', '?')} of image {anno.get('image_id', '?')}"
+    box = np.asarray(bbox, dtype=np.float64).reshape(-1)
+    if box.shape != (4,):
+        raise BadInputError(f"{where}: 'bbox' must be [x, y, width, height], got {len(box)} numbers: {bbox}")
+    if not np.isfinite(box).all() or box[2] < 0 or box[3] < 0:
+        raise BadInputError(
+            f"{where}: 'bbox' [x, y, width, height] must be finite with width, height >= 0, got {list(bbox)}"
+        )
+
+
 def _convert_annotation(anno: Dict, ann_keys: List[str], id_map: Optional[Dict[int, int]]) -> Optional[Dict]:
     """One COCO annotation as a detectron2 annotation dict; None if its segmentation is invalid."""
     if anno.get("ignore", 0) != 0:
@@ -70,6 +83,14 @@ def _convert_annotation(anno: Dict, ann_keys: List[str], id_map: Optional[Dict[i
         raise ValueError(
             f"One annotation of image {anno['image_id']} contains empty 'bbox' value! "
             "This json does not have valid COCO format."
+        )
+    if "bbox" in obj:
+        _check_coco_bbox(obj["bbox"], anno)
+    keypts = anno.get("keypoints", None)
+    if keypts and len(keypts) % 3 != 0:
+        raise BadInputError(
+            f"Annotation {anno.get('id', '?')} of image {anno.get('image_id', '?')}: 'keypoints' must be "
+            f"x, y, visibility triplets (a multiple of 3 numbers), got {len(keypts)} numbers"
         )
     segm = anno.get("segmentation", None)
     if segm:  # missing or empty: no mask for this instance
