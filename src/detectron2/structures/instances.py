@@ -114,10 +114,13 @@ class Instances:
                     raise ValueAssertionError(f"Instances.cat: image sizes differ: {i.image_size} vs {image_size}")
         fields = list(instance_lists[0]._fields.keys())
         for j, i in enumerate(instance_lists[1:], start=1):
-            if set(i._fields.keys()) != set(fields):
+            # As upstream: the first instance's fields are concatenated, extra fields of the
+            # others are dropped (add_ground_truth_to_proposals relies on it); a missing one is an error.
+            missing = [k for k in fields if k not in i._fields]
+            if missing:
                 raise FieldMismatchError(
-                    f"Instances.cat: all instances must have the same fields; instance_lists[0] has "
-                    f"{sorted(fields)}, instance_lists[{j}] has {sorted(i._fields.keys())}"
+                    f"Instances.cat: every instance needs the fields of instance_lists[0] {sorted(fields)}; "
+                    f"instance_lists[{j}] lacks {sorted(missing)}"
                 )
         ret = Instances(image_size)
         for k in fields:
