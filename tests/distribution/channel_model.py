@@ -58,6 +58,16 @@ CUDA_PARTS = {"11.7": {"cuda-cudart": "11.7.99", "cuda-cupti": "11.7.101", "cuda
                        "cuda-nvtx": "11.8.86", "cuda-libraries": "11.8.0", "cuda-runtime": "11.8.0"}}
 PYTORCH_CUDA_BUILD = {"11.7": "h778d358_5", "11.8": "h7e8668a_5"}
 
+# The kernels each modelled pytorch build carries (torch.cuda.get_arch_list() of the real
+# packages), keyed by the CUDA tag of its build string. Stated here, apart from
+# variants.py, so that the solve table is checked against the channel, not against itself.
+PYTORCH_KERNELS = {
+    "cuda11.7": "sm_37 sm_50 sm_60 sm_70 sm_75 sm_80 sm_86",  # pytorch channel 2.0.1: no PTX
+    "cuda11.8": "sm_37 sm_50 sm_60 sm_70 sm_75 sm_80 sm_86 sm_90",
+    "cuda129": "sm_50 sm_60 sm_70 sm_75 sm_80 sm_86 sm_90 sm_100 sm_120 compute_120",  # conda-forge 2.12
+    "cuda130": "sm_75 sm_80 sm_86 sm_90 sm_100 sm_120 compute_120",
+}
+
 # conda-forge python packages our run requirements name: (version, noarch?).
 CF_PYTHON_LIBS = {
     "pillow": "10.4.0", "matplotlib-base": "3.8.4", "pycocotools": "2.0.8", "termcolor": "2.4.0",

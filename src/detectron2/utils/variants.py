@@ -313,6 +313,14 @@ def _at_least(version: str, floor: str) -> bool:
     return tuple(int(p) for p in version.split(".")[:2]) >= tuple(int(p) for p in floor.split(".")[:2])
 
 
+# The two channel lists a user installs from. Under strict channel priority the pytorch
+# channel's pytorch shadows conda-forge's, so each list reaches exactly one stack.
+CHANNEL_SETS: Dict[str, Tuple[str, ...]] = {
+    "pytorch": (CHANNEL,) + _PYTORCH_CHANNELS,
+    "conda-forge": (CHANNEL,) + _CONDA_FORGE,
+}
+
+
 def installable(build: Build, driver_cuda: Optional[str], cuda_arch: Optional[str],
                 cpu_only: bool = False) -> bool:
     """Whether a solver can install this build on a machine reporting these virtual packages.
@@ -333,29 +341,41 @@ def installable(build: Build, driver_cuda: Optional[str], cuda_arch: Optional[st
 
 
 def choose(driver_cuda: Optional[str], cuda_arch: Optional[str], cpu_only: bool = False,
-           platform: str = "linux-64") -> Optional[Build]:
-    """The build `conda install detectron2` gets: the highest-numbered installable one.
+           platform: str = "linux-64", channels: str = "pytorch") -> Optional[Build]:
+    """The build `conda install -c <channels> detectron2` gets: the highest-numbered one
+    the machine can install (None: the solve fails).
 
-    This is the rule the build numbers encode; tests/distribution proves it with py-rattler
-    over the channel model, row by row (tests/distribution/solve_table.md).
+    channels: a key of CHANNEL_SETS. This is the rule the build numbers encode;
+    tests/distribution proves it row by row with py-rattler over the channel model
+    (tests/distribution/solve_table.md).
     """
     if cuda_arch is not None:
         cc_tuple(cuda_arch)
     if platform not in PLATFORMS:
         raise ValueError(f"platform: expected one of {', '.join(PLATFORMS)}, got {platform!r}")
-    candidates = [b for b in all_builds(platform) if installable(b, driver_cuda, cuda_arch, cpu_only)]
+    if channels not in CHANNEL_SETS:
+        raise ValueError(f"channels: expected one of {', '.join(CHANNEL_SETS)}, got {channels!r}")
+    reachable = CHANNEL_SETS[channels][1:]
+    candidates = [b for b in all_builds(platform)
+                  if b.variant.channels == reachable and installable(b, driver_cuda, cuda_arch, cpu_only)]
     if cpu_only:
         candidates = [b for b in candidates if not b.variant.is_cuda]
     return max(candidates, key=lambda b: b.number) if candidates else None
 
 
 def choose_variant(driver_cuda: Optional[str], capabilities: Sequence[str] = (),
-                   platform: str = "linux-64") -> Optional[Variant]:
+                   platform: str = "linux-64", channels: Optional[str] = None) -> Optional[Variant]:
     """The variant for a machine given its driver's CUDA version and its GPUs' compute
-    capabilities (any order); `__cuda_arch` is the lowest of them, as CEP 46 defines it."""
+    capabilities (any order); `__cuda_arch` is the lowest of them, as CEP 46 defines it.
+    Without `channels`, the pytorch channels first, then conda-forge (Blackwell, aarch64)."""
     arch = min(capabilities, key=cc_tuple) if capabilities else None
-    build = choose(driver_cuda, arch, platform=platform)
-    return build.variant if build else None
+    for name in ([channels] if channels else list(CHANNEL_SETS)):
+        if platform == "linux-aarch64" and name == "pytorch" and channels is None:
+            continue
+        build = choose(driver_cuda, arch, platform=platform, channels=name)
+        if build:
+            return build.variant
+    return None
 
 
 def serving(capability: str) -> List[Variant]:
