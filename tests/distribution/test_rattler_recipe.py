@@ -1,4 +1,4 @@
-"""recipe/recipe.yaml (rattler-build v1) builds the same packages as recipe/meta.yaml.
+"""recipe/v1/recipe.yaml (rattler-build v1) builds the same packages as recipe/meta.yaml.
 
 py-rattler-build (the real rattler-build library) renders recipe.yaml over
 conda_build_config.yaml; scripts/distro.py renders meta.yaml (conda-build's semantics). For
@@ -28,7 +28,7 @@ KEY = ("d2_variant", "target_platform", "python", "d2_arch_gate")
 def _render_v1():
     platform = PlatformConfig(target_platform="linux-64")
     variants = VariantConfig.from_conda_build_config(distro.CONFIG, JinjaConfig(platform=platform))
-    recipe = Stage0Recipe.from_file(os.path.join(ROOT, "recipe", "recipe.yaml"))
+    recipe = Stage0Recipe.from_file(os.path.join(ROOT, "recipe", "v1", "recipe.yaml"))
     return {tuple(r.variant[k] for k in KEY): r for r in recipe.render(variants, RenderConfig(platform=platform))}
 
 
@@ -82,14 +82,15 @@ def test_same_package_per_variant(key):
 def test_tests_and_about_agree():
     key = next(k for k in META if k[0] == V.DEFAULT_VARIANT)
     meta, v1 = META[key], V1[key].recipe.to_dict()
-    with open(os.path.join(ROOT, "recipe", "recipe.yaml")) as f:
+    with open(os.path.join(ROOT, "recipe", "v1", "recipe.yaml")) as f:
         raw = yaml.safe_load(f)
     python_test = next(t["python"] for t in raw["tests"] if "python" in t)
     script_test = next(t for t in raw["tests"] if "script" in t)
     assert python_test["imports"] == meta["test"]["imports"] and python_test["pip_check"] is True
     commands = [c for c in meta["test"]["commands"] if c != "pip check"]
     assert script_test["script"][:len(commands)] == commands
-    assert script_test["script"][-1] == "python run_test.py" and script_test["files"]["recipe"] == ["run_test.py"]
+    assert script_test["script"][-1] == "python recipe/run_test.py"
+    assert script_test["files"]["source"] == ["recipe/run_test.py"]
     about = v1["about"]
     pairs = {"homepage": "home", "summary": "summary", "license": "license", "documentation": "doc_url",
              "repository": "dev_url"}
@@ -106,7 +107,7 @@ def test_tests_and_about_agree():
 def test_rattler_build_rejects_the_meta_yaml_spelling(tmp_path, strict, loose):
     """Why recipe.yaml spells these specs differently from meta.yaml: rattler-build refuses
     the conda-build spelling (and the strict spelling renders, see the tests above)."""
-    with open(os.path.join(ROOT, "recipe", "recipe.yaml")) as f:
+    with open(os.path.join(ROOT, "recipe", "v1", "recipe.yaml")) as f:
         text = f.read()
     assert strict in text
     (tmp_path / "recipe.yaml").write_text(text.replace(strict, loose))
