@@ -4,6 +4,7 @@
     python scripts/distro.py check    # fail if a generated file differs from variants.py
     python scripts/distro.py render cu117 3.11   # the recipe's requirements for one variant
     python scripts/distro.py config-row cu117 3.11 [linux-64]   # one CI job's variant file
+    python scripts/distro.py platform-config linux-aarch64      # one platform's variant file
 
 The renderer is a minimal stand-in for `conda render` (no conda-build can be installed on
 the project's machines): Jinja2 first, then `# [expr]` selectors evaluated against the
@@ -150,6 +151,25 @@ def single_row_config(variant: str, python: str, platform: str = "linux-64") -> 
         lines.append(f"{key}:\n" + "".join(f"  - {_q(str(c))}\n" for c in chosen))
     if len(rows) > 1:
         lines.append("zip_keys:\n  -\n" + "".join(f"    - {k}\n" for k in ZIP_KEYS))
+    return "".join(lines)
+
+
+def platform_config(platform: str) -> str:
+    """The variant file of one target platform (target_platform a single value, as in
+    conda-smithy's per-platform .ci_support files): what conda-build's rattler-build path
+    needs to render recipe/v1/recipe.yaml."""
+    rows = [r for r in variant_rows() if r["target_platform"] == platform]
+    if not rows:
+        raise SystemExit(f"error: no variant rows for platform {platform!r}")
+    cfg = yaml.safe_load(config_text())
+    zipped = [k for k in ZIP_KEYS if k != "target_platform"]
+    lines = [GENERATED, f"target_platform:\n  - {_q(platform)}\n"]
+    for key, values in cfg.items():
+        if key in ("zip_keys", "target_platform"):
+            continue
+        chosen = [r[key] for r in rows] if key in zipped else [values[0]]
+        lines.append(f"{key}:\n" + "".join(f"  - {_q(str(c))}\n" for c in chosen))
+    lines.append("zip_keys:\n  -\n" + "".join(f"    - {k}\n" for k in zipped))
     return "".join(lines)
 
 
@@ -321,6 +341,9 @@ def main(argv: List[str]) -> int:
         return 1 if problems else 0
     if argv[:1] == ["config-row"] and len(argv) in (3, 4):
         sys.stdout.write(single_row_config(*argv[1:]))
+        return 0
+    if argv[:1] == ["platform-config"] and len(argv) == 2:
+        sys.stdout.write(platform_config(argv[1]))
         return 0
     if argv[:1] == ["render"] and len(argv) == 3:
         print(yaml.safe_dump(rendered_for(argv[1], argv[2]), sort_keys=False))
