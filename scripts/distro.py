@@ -116,7 +116,10 @@ def env_specs(v: "V.Variant") -> List[str]:
 
 def _env_text(v: "V.Variant") -> str:
     what = f"CUDA {v.cuda} (driver >= {v.min_driver})" if v.is_cuda else "CPU only"
-    lines = [GENERATED, f"# detectron2 {V.PACKAGE_VERSION}, variant {v.name}: pytorch {v.pytorch}, {what}.\n",
+    gpus = (f"# GPUs: {v.gpu_families}; the package requires cuda-arch {v.cuda_arch_spec}, so a client that\n"
+            "# reports __cuda_arch refuses it elsewhere (GPU-less node: CONDA_OVERRIDE_CUDA_ARCH=<major.minor>).\n"
+            if v.is_cuda else "# No GPU code: refused where the client reports a GPU (CONDA_OVERRIDE_CUDA_ARCH= allows it).\n")
+    lines = [GENERATED, f"# detectron2 {V.PACKAGE_VERSION}, variant {v.name}: pytorch {v.pytorch}, {what}.\n", gpus,
              f"# mamba env create -f {'environment.yml' if v.name == V.DEFAULT_VARIANT else 'envs/' + v.name + '.yml'}\n",
              "name: detectron2\n", "channels:\n"]
     lines += [f"  - {c}\n" for c in (V.CHANNEL,) + v.channels]
