@@ -272,9 +272,9 @@ if mode() == "load" then
   local others = { @OTHERS@ }
   local caps = os.getenv("DETECTRON2_GPU_CAPABILITIES")
   if caps == nil or caps == "" then
-    local p = io.popen("nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null")
-    caps = p and p:read("*a") or ""
-    if p then p:close() end
+    -- Lmod's sandbox has no io.popen: capture() is its way to run a command.
+    local ok, text = pcall(capture, "nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null")
+    caps = ok and text or ""
   end
   for cap in caps:gmatch("%d+%.%d+") do
     if not served[cap] then
