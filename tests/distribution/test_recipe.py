@@ -327,3 +327,18 @@ def test_meta_yaml_renders_without_variant_values():
 def test_linter_render_catches_what_crashed_conda_smithy(snippet):
     with pytest.raises(Exception):
         _render_without_variants(snippet)
+
+
+def test_readme_variant_table_is_variants_py():
+    text = _read("README.md")
+    section = text[text.index("### Variants"):text.index("**When the solve fails.**")]
+    rows = {line.split("|")[1].strip().split()[0].strip("`"): line for line in section.splitlines()
+            if line.startswith("| `")}
+    assert set(rows) == {v.name for v in V.VARIANTS}
+    for v in V.VARIANTS:
+        row = rows[v.name]
+        if v.is_cuda:
+            assert f"`{v.cuda_arch_spec.replace('|', chr(92) + '|')}`" in row, v.name
+            assert v.arch_list in row and v.cuda in row
+        assert ", ".join(v.platforms) in row and v.pytorch in row
+        assert all(str(b.number) in row for b in v.builds()), v.name
