@@ -43,8 +43,8 @@ def rows():
 
 
 @pytest.fixture(scope="module")
-def solved(tmp_path_factory):
-    channels = M.build_channels(str(tmp_path_factory.mktemp("channels")), M.all_packages())
+def solved(model_channels):
+    channels = model_channels
     requests = []
     for channel_set, platform, driver, arch, cpu_only in rows():
         specs = ["detectron2"] + (CPU_REQUEST[channel_set] if cpu_only else [])

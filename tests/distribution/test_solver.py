@@ -19,8 +19,8 @@ ENV_CHANNELS = (V.CHANNEL, "pytorch", "nvidia", "conda-forge")
 
 
 @pytest.fixture(scope="module")
-def channels(tmp_path_factory):
-    return M.build_channels(str(tmp_path_factory.mktemp("channels")), M.all_packages())
+def channels(model_channels):
+    return model_channels
 
 
 def solve(channels, specs, cuda=None, order=ENV_CHANNELS, cuda_arch=None):
