@@ -234,6 +234,14 @@ def parse_cuobjdump(text: str) -> Tuple[set, set]:
     return sass, ptx
 
 
+def uncovered_capabilities(variant: "V.Variant", sass: set, ptx: set) -> List[str]:
+    """GPUs the package declares (its cuda-arch range) that the built ops have no code for."""
+    from detectron2.utils._fatbin import kernel_image_for, parse_arch_flags
+
+    entries = parse_arch_flags(" ".join(sorted(sass) + sorted(ptx)))
+    return [c for c in variant.gpu_capabilities if kernel_image_for(V.cc_tuple(c), entries) is None]
+
+
 def check_archs(variant: "V.Variant", prefix: str, env: Dict[str, str]) -> None:
     (so,) = glob.glob(os.path.join(prefix, "lib", "python*", "site-packages", "detectron2", "_C*.so"))
     cuobjdump = shutil.which("cuobjdump", path=env["PATH"]) or "cuobjdump"
@@ -245,6 +253,11 @@ def check_archs(variant: "V.Variant", prefix: str, env: Dict[str, str]) -> None:
     if missing:
         raise SystemExit(f"error: the built _C lacks {missing} (expected SASS {list(variant.sass_archs)}, "
                          f"PTX {list(variant.ptx_archs)}); cuobjdump said:\n{text.strip() or '(nothing)'}")
+    uncovered = uncovered_capabilities(variant, sass, ptx)
+    if uncovered:
+        raise SystemExit(f"error: the package declares cuda-arch {variant.cuda_arch_spec} but its ops have no "
+                         f"code for {uncovered}")
+    log(f"ops cover every GPU the package declares: cuda-arch {variant.cuda_arch_spec} ({variant.gpu_families})")
 
 
 def main(argv: List[str]) -> int:

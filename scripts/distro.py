@@ -3,7 +3,8 @@
     python scripts/distro.py write    # regenerate conda_build_config.yaml and the env files
     python scripts/distro.py check    # fail if a generated file differs from variants.py
     python scripts/distro.py render cu117 3.11   # the recipe's requirements for one variant
-    python scripts/distro.py config-row cu117 3.11   # a one-row variant file (one CI job)
+    python scripts/distro.py config-row cu117 3.11 [linux-64]   # one CI job's variant file
+    python scripts/distro.py platform-config linux-aarch64      # one platform's variant file
 
 The renderer is a minimal stand-in for `conda render` (no conda-build can be installed on
 the project's machines): Jinja2 first, then `# [expr]` selectors evaluated against the
@@ -30,43 +31,57 @@ CONFIG = os.path.join(ROOT, "conda_build_config.yaml")
 ENV_DIR = os.path.join(ROOT, "envs")
 GENERATED = "# Generated from src/detectron2/utils/variants.py by `python scripts/distro.py write`: do not edit.\n"
 
-# Keys zipped together: one row per (variant, python), so no other combination exists.
+# Keys zipped together: one row per (variant, platform, python, build), so no other
+# combination exists. Values derived from the variant are precomputed here, because
+# conda-forge's linter renders meta.yaml without variant values (no filters, no methods).
 ZIP_KEYS = (
-    "d2_variant", "python", "d2_stack", "d2_build_prefix", "d2_priority", "pytorch", "pytorch_build",
-    "torchvision", "pytorch_cuda", "cuda_compiler", "cuda_compiler_version", "torch_cuda_arch_list",
+    "d2_variant", "target_platform", "python", "d2_stack", "d2_build_prefix", "d2_build_number", "d2_arch_gate",
+    "pytorch", "pytorch_build", "torchvision", "pytorch_cuda", "cuda_compiler", "cuda_compiler_version",
+    "torch_cuda_arch_list", "d2_cuda_arch", "d2_cuda_arch_min", "d2_cuda_version",
     "c_compiler_version", "cxx_compiler_version",
 )
 
 
 def variant_rows() -> List[Dict[str, str]]:
-    """Every (variant, python) pair as the dict of conda_build_config keys it sets."""
+    """Every (variant, platform, python, build) as the dict of conda_build_config keys it sets."""
     rows = []
     for v in V.VARIANTS:
-        for py in v.pythons:
-            rows.append({
-                "d2_variant": v.name,
-                "python": py,
-                "d2_stack": v.stack,
-                "d2_build_prefix": v.build_prefix,
-                "d2_priority": str(v.priority),
-                "pytorch": v.pytorch,
-                "pytorch_build": v.pytorch_build,
-                "torchvision": v.torchvision,
-                "pytorch_cuda": v.cuda if (v.is_cuda and v.stack == "pytorch") else "None",
-                "cuda_compiler": v.cuda_compiler or "None",
-                "cuda_compiler_version": v.cuda_compiler_version,
-                "torch_cuda_arch_list": v.arch_list or "None",
-                "c_compiler_version": v.gcc,
-                "cxx_compiler_version": v.gcc,
-            })
+        for platform in v.platforms:
+            for py in v.pythons:
+                for build in v.builds():
+                    rows.append(_row(v, platform, py, build))
     return rows
+
+
+def _row(v: "V.Variant", platform: str, py: str, build: "V.Build") -> Dict[str, str]:
+    return {
+        "d2_variant": v.name,
+        "target_platform": platform,
+        "python": py,
+        "d2_stack": v.stack,
+        "d2_build_prefix": v.build_prefix,
+        "d2_build_number": str(build.number),
+        "d2_arch_gate": "yes" if build.gated else "no",
+        "pytorch": v.pytorch,
+        "pytorch_build": v.pytorch_build,
+        "torchvision": v.torchvision,
+        "pytorch_cuda": v.cuda if (v.is_cuda and v.stack == "pytorch") else "None",
+        "cuda_compiler": v.cuda_compiler or "None",
+        "cuda_compiler_version": v.cuda_compiler_version,
+        "torch_cuda_arch_list": v.arch_list or "None",
+        "d2_cuda_arch": v.cuda_arch_spec or "None",
+        "d2_cuda_arch_min": v.cuda_arch_min or "None",
+        "d2_cuda_version": v.cuda_version_spec or "None",
+        "c_compiler_version": v.gcc,
+        "cxx_compiler_version": v.gcc,
+    }
 
 
 def config_text() -> str:
     rows = variant_rows()
-    out = [GENERATED, "# One row per (variant, python): every key below is zipped, see zip_keys.\n"]
+    out = [GENERATED, "# One row per (variant, platform, python, build): every key below is zipped, see zip_keys.\n"]
     for key, value in (("c_compiler", "gcc"), ("cxx_compiler", "gxx"), ("c_stdlib", "sysroot"),
-                       ("c_stdlib_version", "2.17"), ("target_platform", "linux-64")):
+                       ("c_stdlib_version", "2.17")):
         out.append(f"{key}:\n  - {_q(value)}\n")
     for key in ZIP_KEYS:
         out.append(f"{key}:\n" + "".join(f"  - {_q(r[key])}\n" for r in rows))
@@ -101,7 +116,10 @@ def env_specs(v: "V.Variant") -> List[str]:
 
 def _env_text(v: "V.Variant") -> str:
     what = f"CUDA {v.cuda} (driver >= {v.min_driver})" if v.is_cuda else "CPU only"
-    lines = [GENERATED, f"# detectron2 {V.PACKAGE_VERSION}, variant {v.name}: pytorch {v.pytorch}, {what}.\n",
+    gpus = (f"# GPUs: {v.gpu_families}; the package requires cuda-arch {v.cuda_arch_spec}, so a client that\n"
+            "# reports __cuda_arch refuses it elsewhere (GPU-less node: CONDA_OVERRIDE_CUDA_ARCH=<major.minor>).\n"
+            if v.is_cuda else "# No GPU code: refused where the client reports a GPU (CONDA_OVERRIDE_CUDA_ARCH= allows it).\n")
+    lines = [GENERATED, f"# detectron2 {V.PACKAGE_VERSION}, variant {v.name}: pytorch {v.pytorch}, {what}.\n", gpus,
              f"# mamba env create -f {'environment.yml' if v.name == V.DEFAULT_VARIANT else 'envs/' + v.name + '.yml'}\n",
              "name: detectron2\n", "channels:\n"]
     lines += [f"  - {c}\n" for c in (V.CHANNEL,) + v.channels]
@@ -117,16 +135,49 @@ CI_IMAGES = {"11.7": "nvidia/cuda:11.7.1-devel-ubuntu20.04", "11.8": "nvidia/cud
 CI_PLAIN_IMAGE = "ubuntu:22.04"
 
 
-def single_row_config(variant: str, python: str) -> str:
-    """conda_build_config.yaml reduced to one (variant, python) row: one conda-build job."""
+def _matches(row: Dict[str, str], variant: str, python: str, platform: str) -> bool:
+    return row["d2_variant"] == variant and row["python"] == python and row["target_platform"] == platform
+
+
+def single_row_config(variant: str, python: str, platform: str = "linux-64") -> str:
+    """conda_build_config.yaml reduced to one (variant, python, platform): one conda-build
+    job, which builds every build of it (the anchor has two, see variants.Build)."""
+    rows = [r for r in variant_rows() if _matches(r, variant, python, platform)]
+    if not rows:
+        raise SystemExit(f"error: no variant row for {variant!r}, python {python}, platform {platform}")
     cfg = yaml.safe_load(config_text())
-    zipped = cfg["zip_keys"][0]
-    (i,) = [n for n in range(len(cfg["d2_variant"])) if cfg["d2_variant"][n] == variant and cfg["python"][n] == python]
     lines = [GENERATED]
     for key, values in cfg.items():
-        if key != "zip_keys":
-            lines.append(f"{key}:\n  - {_q(str(values[i] if key in zipped else values[0]))}\n")
+        if key == "zip_keys":
+            continue
+        chosen = [r[key] for r in rows] if key in ZIP_KEYS else [values[0]]
+        lines.append(f"{key}:\n" + "".join(f"  - {_q(str(c))}\n" for c in chosen))
+    if len(rows) > 1:
+        lines.append("zip_keys:\n  -\n" + "".join(f"    - {k}\n" for k in ZIP_KEYS))
     return "".join(lines)
+
+
+def platform_config(platform: str) -> str:
+    """The variant file of one target platform (target_platform a single value, as in
+    conda-smithy's per-platform .ci_support files): what conda-build's rattler-build path
+    needs to render recipe/v1/recipe.yaml."""
+    rows = [r for r in variant_rows() if r["target_platform"] == platform]
+    if not rows:
+        raise SystemExit(f"error: no variant rows for platform {platform!r}")
+    cfg = yaml.safe_load(config_text())
+    zipped = [k for k in ZIP_KEYS if k != "target_platform"]
+    lines = [GENERATED, f"target_platform:\n  - {_q(platform)}\n"]
+    for key, values in cfg.items():
+        if key in ("zip_keys", "target_platform"):
+            continue
+        chosen = [r[key] for r in rows] if key in zipped else [values[0]]
+        lines.append(f"{key}:\n" + "".join(f"  - {_q(str(c))}\n" for c in chosen))
+    lines.append("zip_keys:\n  -\n" + "".join(f"    - {k}\n" for k in zipped))
+    return "".join(lines)
+
+
+# GitHub runners per target platform (aarch64 builds natively on the arm runners).
+CI_RUNNERS = {"linux-64": "ubuntu-22.04", "linux-aarch64": "ubuntu-22.04-arm"}
 
 
 def workflow_text() -> str:
@@ -135,10 +186,15 @@ def workflow_text() -> str:
     include = []
     for v in V.VARIANTS:
         channels = " ".join(f"-c {c}" for c in v.channels)
-        for py in v.pythons:
-            include.append(
-                f"          - {{variant: {v.name}, python: \"{py}\", cuda: \"{v.cuda or 'none'}\", "
-                f"image: \"{CI_IMAGES.get(v.cuda or '', CI_PLAIN_IMAGE)}\", channels: \"{channels}\"}}\n")
+        for platform in v.platforms:
+            for py in v.pythons:
+                # The build machine reports no GPU: pin __cuda_arch to the host's cuda-arch
+                # so that the host pin and the test environment (gated build) both resolve.
+                include.append(
+                    f"          - {{variant: {v.name}, platform: {platform}, python: \"{py}\", "
+                    f"cuda: \"{v.cuda or 'none'}\", cuda_arch: \"{v.cuda_arch_min or ''}\", "
+                    f"runner: {CI_RUNNERS[platform]}, "
+                    f"image: \"{CI_IMAGES.get(v.cuda or '', CI_PLAIN_IMAGE)}\", channels: \"{channels}\"}}\n")
     return GENERATED + template.replace("@MATRIX@\n", "".join(include))
 
 
@@ -189,7 +245,9 @@ def _render_text(text: str, row: Dict[str, str], pkg_hash: str, buildnum: str) -
                stdlib=lambda lang: f"{row[lang + '_stdlib']}_{row['target_platform']} {row[lang + '_stdlib_version']}")
     rendered = env.from_string(text).render(**ctx)
     kept = []
-    names = dict(row, linux=True, linux64=True, unix=True, win=False, osx=False, aarch64=False, py=int(py))
+    platform = row["target_platform"]
+    names = dict(row, linux=True, linux64=platform == "linux-64", aarch64=platform == "linux-aarch64",
+                 unix=True, win=False, osx=False, py=int(py))
     for line in rendered.splitlines():
         m = _SELECTOR.match(line)
         if m:
@@ -211,17 +269,36 @@ def _pin_python(meta: dict, python: str) -> None:
     ]
 
 
-def rendered_for(variant: str, python: str, pkg_hash: Optional[str] = None) -> dict:
+def rendered_for(variant: str, python: str, platform: str = "linux-64", gated: bool = False,
+                 pkg_hash: Optional[str] = None) -> dict:
     for row in config_rows():
-        if row["d2_variant"] == variant and row["python"] == python:
+        if _matches(row, variant, python, platform) and (row["d2_arch_gate"] == "yes") == gated:
             return render(row, pkg_hash)
-    raise SystemExit(f"error: conda_build_config.yaml has no row for variant {variant!r} with python {python}")
+    raise SystemExit(f"error: conda_build_config.yaml has no row for variant {variant!r} with python {python} "
+                     f"on {platform}" + (" (gated build)" if gated else ""))
 
 
-def run_requirements(variant: str, python: str) -> Tuple[List[str], List[str]]:
-    """(depends, constrains) that meta.yaml declares for one variant and python."""
-    reqs = rendered_for(variant, python)["requirements"]
-    return [_conda_spec(s) for s in reqs["run"]], [_conda_spec(s) for s in reqs.get("run_constrained") or []]
+# run_exports of host packages that conda-build adds to the package's run requirements.
+RUN_EXPORTS = {"cuda-arch": ">={version}"}
+
+
+def package_depends(meta: dict) -> Tuple[List[str], List[str]]:
+    """(depends, constrains) of the built package: run plus the host run_exports we model."""
+    reqs = meta["requirements"]
+    depends = [_conda_spec(s) for s in reqs["run"]]
+    for spec in reqs.get("host") or []:
+        name, *rest = str(spec).split()
+        if name in RUN_EXPORTS and rest:
+            exported = f"{name} {RUN_EXPORTS[name].format(version=rest[0])}"
+            if exported not in depends:
+                depends.append(exported)
+    return depends, [_conda_spec(s) for s in reqs.get("run_constrained") or []]
+
+
+def run_requirements(variant: str, python: str, platform: str = "linux-64",
+                     gated: bool = False) -> Tuple[List[str], List[str]]:
+    """(depends, constrains) that the package built from meta.yaml declares."""
+    return package_depends(rendered_for(variant, python, platform, gated))
 
 
 def _conda_spec(spec: str) -> str:
@@ -265,8 +342,11 @@ def main(argv: List[str]) -> int:
         for p in problems:
             print("error:", p)
         return 1 if problems else 0
-    if argv[:1] == ["config-row"] and len(argv) == 3:
-        sys.stdout.write(single_row_config(argv[1], argv[2]))
+    if argv[:1] == ["config-row"] and len(argv) in (3, 4):
+        sys.stdout.write(single_row_config(*argv[1:]))
+        return 0
+    if argv[:1] == ["platform-config"] and len(argv) == 2:
+        sys.stdout.write(platform_config(argv[1]))
         return 0
     if argv[:1] == ["render"] and len(argv) == 3:
         print(yaml.safe_dump(rendered_for(argv[1], argv[2]), sort_keys=False))

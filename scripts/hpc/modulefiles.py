@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Tuple
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "src"))
-from detectron2.utils.variants import MIN_LINUX_DRIVER, VARIANTS  # noqa: E402
+from detectron2.utils.variants import COMPUTE_CAPABILITIES, GPU_FAMILIES, MIN_LINUX_DRIVER, VARIANTS, serving  # noqa: E402
 
 MODULE_NAME = "detectron2"
 # Variables a module must never set: they leak the environment into unrelated programs.
@@ -42,6 +42,11 @@ class EnvFacts:
     packages: Dict[str, str]  # name -> "version build"
     arch_list: Optional[str]
     min_driver: Optional[str]
+    # Compute capabilities the whole environment (pytorch AND ops) has kernels for, and for
+    # each other capability the variants that do (variants.py: the table conda solves with).
+    gpu_caps: Tuple[str, ...] = ()
+    gpu_families: str = ""
+    others: Dict[str, str] = field(default_factory=dict)
     setenv: Dict[str, str] = field(default_factory=dict)
     prepend: List[Tuple[str, str]] = field(default_factory=list)
     append: List[Tuple[str, str]] = field(default_factory=list)
@@ -109,6 +114,10 @@ def collect(prefix: Path, variant: Optional[str] = None) -> EnvFacts:
         packages={n: " ".join(meta[n]) for n in PINNED_PACKAGES if n in meta},
         arch_list=info.arch_list,
         min_driver=MIN_LINUX_DRIVER.get(info.cuda) if info.cuda else None,
+        gpu_caps=info.gpu_capabilities,
+        gpu_families=info.gpu_families,
+        others={c: ", ".join(v.name for v in serving(c)) or "none" for c in COMPUTE_CAPABILITIES
+                if c not in info.gpu_capabilities} if info.is_cuda else {},
     )
     facts.setenv.update({"CONDA_PREFIX": str(prefix), "CONDA_DEFAULT_ENV": prefix.name})
     facts.prepend.append(("PATH", str(prefix / "bin")))
@@ -136,6 +145,8 @@ def _help_text(f: EnvFacts) -> List[str]:
     lines.append(f"  GPU architectures: {f.arch_list or 'none (CPU build)'}")
     if f.min_driver:
         lines.append(f"  Needs NVIDIA driver >= {f.min_driver}")
+    if f.gpu_caps:
+        lines.append(f"  GPUs served: {f.gpu_families}")
     lines.append("Check the node with: detectron2-doctor")
     return lines
 
@@ -163,6 +174,11 @@ def render_lua(f: EnvFacts) -> str:
         out.append(f"-- not set: {name} (activation scripts set it; modules must not leak it)")
     if f.min_driver:
         out += [_LUA_DRIVER_CHECK.replace("@MIN@", f.min_driver).replace("@VERSION@", f.version)]
+    if f.gpu_caps:
+        served = ", ".join(f'["{c}"] = true' for c in f.gpu_caps)
+        others = ", ".join(f'["{c}"] = {_lua_str(names)}' for c, names in f.others.items())
+        out += [_LUA_GPU_CHECK.replace("@SERVED@", served).replace("@OTHERS@", others)
+                .replace("@FAMILIES@", f.gpu_families).replace("@VERSION@", f.version)]
     return "\n".join(out) + "\n"
 
 
@@ -189,6 +205,11 @@ def render_tcl(f: EnvFacts) -> str:
         out.append(f"# not set: {name} (activation scripts set it; modules must not leak it)")
     if f.min_driver:
         out += [_TCL_DRIVER_CHECK.replace("@MIN@", f.min_driver).replace("@VERSION@", f.version)]
+    if f.gpu_caps:
+        served = " ".join(f.gpu_caps)
+        others = " ".join(f"{c} {{{names}}}" for c, names in f.others.items())
+        out += [_TCL_GPU_CHECK.replace("@SERVED@", served).replace("@OTHERS@", others)
+                .replace("@FAMILIES@", f.gpu_families).replace("@VERSION@", f.version)]
     return "\n".join(out) + "\n"
 
 
@@ -238,6 +259,48 @@ if {[module-info mode load]} {
         puts stderr "detectron2/@VERSION@: no NVIDIA driver on this node; only the CPU ops will run here"
     } elseif {[package vcompare $found @MIN@] < 0} {
         puts stderr "WARNING: detectron2/@VERSION@: NVIDIA driver $found on this node is older than @MIN@, which this build's CUDA runtime needs; CUDA ops will fail here. Use a node with a newer driver or a module built for an older CUDA."
+    }
+}"""
+
+
+# The node's GPUs (compute capabilities): DETECTRON2_GPU_CAPABILITIES ("9.0,8.0") overrides
+# (tests, nodes without nvidia-smi); a GPU the build has no kernels for gets a warning that
+# names the variants which do (the same table conda's solver uses, from variants.py).
+_LUA_GPU_CHECK = r"""
+if mode() == "load" then
+  local served = { @SERVED@ }
+  local others = { @OTHERS@ }
+  local caps = os.getenv("DETECTRON2_GPU_CAPABILITIES")
+  if caps == nil or caps == "" then
+    -- Lmod's sandbox has no io.popen: capture() is its way to run a command.
+    local ok, text = pcall(capture, "nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null")
+    caps = ok and text or ""
+  end
+  for cap in caps:gmatch("%d+%.%d+") do
+    if not served[cap] then
+      LmodWarning("detectron2/@VERSION@: GPU sm_" .. cap:gsub("%.", "") .. " on this node has no kernels in this "
+        .. "build (it serves @FAMILIES@); CUDA ops will fail here with 'no kernel image'. Variants "
+        .. "with code for it: " .. (others[cap] or "unknown") .. ".")
+    end
+  end
+end"""
+
+_TCL_GPU_CHECK = r"""
+if {[module-info mode load]} {
+    set served {@SERVED@}
+    array set others {@OTHERS@}
+    set caps ""
+    if {[info exists ::env(DETECTRON2_GPU_CAPABILITIES)] && $::env(DETECTRON2_GPU_CAPABILITIES) ne ""} {
+        set caps $::env(DETECTRON2_GPU_CAPABILITIES)
+    } else {
+        catch {set caps [exec nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null]}
+    }
+    foreach cap [regexp -all -inline {[0-9]+\.[0-9]+} $caps] {
+        if {[lsearch -exact $served $cap] < 0} {
+            set names unknown
+            if {[info exists others($cap)]} { set names $others($cap) }
+            puts stderr "WARNING: detectron2/@VERSION@: GPU sm_[string map {. {}} $cap] on this node has no kernels in this build (it serves @FAMILIES@); CUDA ops will fail here with 'no kernel image'. Variants with code for it: $names."
+        }
     }
 }"""
 

@@ -30,6 +30,7 @@ class Pkg(NamedTuple):
     noarch: str = ""  # "", "generic" or "python"
     track_features: str = ""
     build_number: int = 0
+    subdir: str = "linux-64"  # ignored for noarch packages
 
 
 PY_VERSIONS = {"3.8": "3.8.18", "3.9": "3.9.18", "3.10": "3.10.14", "3.11": "3.11.9",
@@ -56,6 +57,16 @@ CUDA_PARTS = {"11.7": {"cuda-cudart": "11.7.99", "cuda-cupti": "11.7.101", "cuda
               "11.8": {"cuda-cudart": "11.8.89", "cuda-cupti": "11.8.87", "cuda-nvrtc": "11.8.89",
                        "cuda-nvtx": "11.8.86", "cuda-libraries": "11.8.0", "cuda-runtime": "11.8.0"}}
 PYTORCH_CUDA_BUILD = {"11.7": "h778d358_5", "11.8": "h7e8668a_5"}
+
+# The kernels each modelled pytorch build carries (torch.cuda.get_arch_list() of the real
+# packages), keyed by the CUDA tag of its build string. Stated here, apart from
+# variants.py, so that the solve table is checked against the channel, not against itself.
+PYTORCH_KERNELS = {
+    "cuda11.7": "sm_37 sm_50 sm_60 sm_70 sm_75 sm_80 sm_86",  # pytorch channel 2.0.1: no PTX
+    "cuda11.8": "sm_37 sm_50 sm_60 sm_70 sm_75 sm_80 sm_86 sm_90",
+    "cuda129": "sm_50 sm_60 sm_70 sm_75 sm_80 sm_86 sm_90 sm_100 sm_120 compute_120",  # conda-forge 2.12
+    "cuda130": "sm_75 sm_80 sm_86 sm_90 sm_100 sm_120 compute_120",
+}
 
 # conda-forge python packages our run requirements name: (version, noarch?).
 CF_PYTHON_LIBS = {
@@ -90,7 +101,8 @@ def pytorch_channel() -> List[Pkg]:
         libs = tuple(f"{n} {rng}" for n, (_, rng) in CUDA_LIBS[cuda].items())
         pkgs.append(Pkg("pytorch", "pytorch-cuda", cuda, PYTORCH_CUDA_BUILD[cuda], depends=parts + libs))
     for py in V.VARIANTS[0].pythons:
-        common = (_pydep(py), "filelock", "jinja2", "networkx", "sympy", "typing_extensions")
+        # pytorch 2.0.x declares only `mkl >=2018`: the newest (2024.1) breaks its import.
+        common = (_pydep(py), "filelock", "jinja2", "networkx", "sympy", "typing_extensions", "mkl >=2018")
         for cuda in ("11.7", "11.8"):
             nxt = f"{float(cuda) + 0.1:.1f}"
             pkgs.append(Pkg("pytorch", "pytorch", "2.0.1", f"py{py}_cuda{cuda}_cudnn{CUDNN_OF[cuda]}_0",
@@ -144,6 +156,12 @@ def conda_forge_channel() -> List[Pkg]:
     for name, version in CF_PYTHON_LIBS.items():
         if name not in COMPILED:
             pkgs.append(Pkg("conda-forge", name, version, "pyhd8ed1ab_0", depends=("python >=3.8",), noarch="python"))
+    for mkl in ("2023.1.0", "2024.1.0"):
+        pkgs.append(Pkg("conda-forge", "mkl", mkl, "h6d00ec8_0"))
+    # conda-forge's cuda-arch metapackage: one version per compute capability, installable
+    # only where the machine's lowest GPU (__cuda_arch) is that version or is not reported.
+    for cap in V.COMPUTE_CAPABILITIES:
+        pkgs.append(Pkg("conda-forge", "cuda-arch", cap, "0", constrains=(f"__cuda_arch {cap}",), noarch="generic"))
     # Today's conda-forge pytorch: flavour in the build string, cuda-version carries __cuda.
     for cuda in ("12.9", "13.0"):
         major = cuda.split(".")[0]
@@ -167,7 +185,9 @@ def conda_forge_channel() -> List[Pkg]:
     # conda-forge's own detectron2 feedstock (0.6): strict channel priority must keep ours.
     pkgs.append(Pkg("conda-forge", "detectron2", "0.6", "cpu_py311h1234567_17",
                     depends=(_pydep("3.11"), "pytorch * cpu*", "numpy"), build_number=17))
-    return pkgs
+    # conda-forge builds the same stack for linux-aarch64 (Grace Hopper); the pytorch and
+    # nvidia channels' 2.0.1 stack is x86_64 only.
+    return pkgs + [p._replace(subdir="linux-aarch64") for p in pkgs if not p.noarch]
 
 
 def detectron2_records(skip: Sequence[Tuple[str, str]] = ()) -> List[Pkg]:
@@ -180,11 +200,10 @@ def detectron2_records(skip: Sequence[Tuple[str, str]] = ()) -> List[Pkg]:
         if (row["d2_variant"], row["python"]) in skip:
             continue
         meta = distro.render(row)
-        reqs = meta["requirements"]
+        depends, constrains = distro.package_depends(meta)
         pkgs.append(Pkg(V.CHANNEL, "detectron2", str(meta["package"]["version"]), meta["build"]["string"],
-                        depends=tuple(" ".join(str(r).split()) for r in reqs["run"]),
-                        constrains=tuple(" ".join(str(r).split()) for r in reqs.get("run_constrained") or []),
-                        build_number=int(meta["build"]["number"])))
+                        depends=tuple(depends), constrains=tuple(constrains),
+                        build_number=int(meta["build"]["number"]), subdir=row["target_platform"]))
     return pkgs
 
 
@@ -194,7 +213,7 @@ def all_packages() -> List[Pkg]:
 
 def write_package(pkg: Pkg, channel_dir: str) -> str:
     """An empty .tar.bz2 whose info/index.json describes `pkg`; returns its path."""
-    subdir = "noarch" if pkg.noarch else "linux-64"
+    subdir = "noarch" if pkg.noarch else pkg.subdir
     index = {"name": pkg.name, "version": pkg.version, "build": pkg.build, "build_number": pkg.build_number,
              "depends": list(pkg.depends), "constrains": list(pkg.constrains), "subdir": subdir,
              "license": "model", "timestamp": 1700000000000}
@@ -218,7 +237,7 @@ def index_channel(channel_dir: str) -> None:
     """py-rattler's indexer writes <subdir>/repodata.json for every subdir."""
     import rattler.index
 
-    for subdir in ("noarch", "linux-64"):
+    for subdir in ("noarch", "linux-64", "linux-aarch64"):
         os.makedirs(os.path.join(channel_dir, subdir), exist_ok=True)
     result = rattler.index.index_fs(channel_dir, write_zst=False, write_shards=False, force=True)
     if asyncio.iscoroutine(result):

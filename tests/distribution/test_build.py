@@ -64,6 +64,8 @@ PTX file    1: _C.1.sm_86.ptx
     assert set(v.sass_archs) <= sass and set(v.ptx_archs) <= ptx
     v118 = V.get_variant("cu118")
     assert not set(v118.sass_archs) <= sass  # sm_89/sm_90 missing would fail the build
+    assert B.uncovered_capabilities(v, sass, ptx) == []  # cu117 declares 8.0-8.9: covered
+    assert "7.0" in B.uncovered_capabilities(v118, sass, ptx)  # cu118 declares Volta: sm_80 cannot run it
 
 
 def test_build_env_for_legacy_cuda_avoids_local_cuda13(monkeypatch):

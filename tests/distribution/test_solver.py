@@ -19,12 +19,12 @@ ENV_CHANNELS = (V.CHANNEL, "pytorch", "nvidia", "conda-forge")
 
 
 @pytest.fixture(scope="module")
-def channels(tmp_path_factory):
-    return M.build_channels(str(tmp_path_factory.mktemp("channels")), M.all_packages())
+def channels(model_channels):
+    return model_channels
 
 
-def solve(channels, specs, cuda=None, order=ENV_CHANNELS):
-    request = {"channels": [channels[c] for c in order], "specs": list(specs), "cuda": cuda}
+def solve(channels, specs, cuda=None, order=ENV_CHANNELS, cuda_arch=None):
+    request = {"channels": [channels[c] for c in order], "specs": list(specs), "cuda": cuda, "cuda_arch": cuda_arch}
     out = subprocess.run([sys.executable, os.path.join(HERE, "solve_helper.py"), json.dumps(request)],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -47,9 +47,10 @@ def test_channels_are_indexed_by_rattler(channels):
     assert "py3.11_cuda11.7_cudnn8.5.0_0" in builds and "py3.11_cpu_0" in builds
 
 
-def test_driver_12_2_gives_the_anchor(channels):
-    pkgs = _ok(solve(channels, ["detectron2"], cuda="12.2"))
+def test_driver_12_2_on_ampere_gives_the_anchor(channels):
+    pkgs = _ok(solve(channels, ["detectron2"], cuda="12.2", cuda_arch="8.6"))
     assert pkgs["detectron2"]["build"].startswith("cu117_sm80sm86ptx_py")
+    assert pkgs["cuda-arch"]["version"] == "8.6"  # the metapackage matching the GPU
     assert V.CHANNEL in pkgs["detectron2"]["channel"]
     assert "cuda11.7" in pkgs["pytorch"]["build"] and pkgs["pytorch"]["version"] == "2.0.1"
     assert pkgs["pytorch-cuda"]["version"] == "11.7"
@@ -57,6 +58,29 @@ def test_driver_12_2_gives_the_anchor(channels):
     assert pkgs["torchvision"]["build"].endswith("_cu117")
     # exactly one CUDA runtime: the cuda-* packages of pytorch-cuda, no cudatoolkit
     assert pkgs["cuda-cudart"]["version"].startswith("11.7.") and "cudatoolkit" not in pkgs
+
+
+def test_without_cuda_arch_the_anchor_needs_asking_for(channels):
+    # An older client (no __cuda_arch) never gets the gated build; asked for, it gets the other.
+    pkgs = _ok(solve(channels, ["detectron2"], cuda="12.2"))
+    assert pkgs["detectron2"]["build"].startswith("cu118_")
+    pkgs = _ok(solve(channels, ["detectron2 * cu117*"], cuda="12.2"))
+    assert pkgs["detectron2"]["build"].endswith(f"_{V.BUILD_NUMBER + V.get_variant('cu117').priority}")
+
+
+def test_anchor_refused_on_hopper_and_turing(channels):
+    for arch in ("9.0", "7.5"):
+        result = solve(channels, ["detectron2 * cu117*"], cuda="12.2", cuda_arch=arch)
+        assert not result["ok"] and "__cuda_arch" in result["error"], arch
+
+
+def test_pytorch_channel_variants_keep_mkl_below_2024_1(channels):
+    for variant in ("cu117", "cpu"):
+        pkgs = _ok(solve(channels, [f"detectron2 * {variant}*"], cuda="12.2" if variant != "cpu" else None))
+        assert pkgs["mkl"]["version"] == "2023.1.0", variant
+    # the unpinned pytorch alone would take the broken MKL
+    pkgs = _ok(solve(channels, ["pytorch 2.0.1 *cpu*"]))
+    assert pkgs["mkl"]["version"] == "2024.1.0"
 
 
 def test_driver_11_4_fails_naming_cuda(channels):
@@ -91,11 +115,14 @@ def test_cu118_takes_the_cuda_11_8_pytorch(channels):
     assert "cuda11.8_cudnn8.7.0" in pkgs["pytorch"]["build"] and pkgs["pytorch-cuda"]["version"] == "11.8"
 
 
-def test_conda_forge_variant_needs_a_new_driver(channels):
+def test_conda_forge_variant_needs_a_driver_of_its_major(channels):
+    # conda-forge's convention: cuda-version 12.9 constrains __cuda >=12 (minor-version compatibility)
     order = (V.CHANNEL, "conda-forge")
-    assert not solve(channels, ["detectron2 * cu129*"], cuda="12.2", order=order)["ok"]
-    pkgs = _ok(solve(channels, ["detectron2 * cu129*"], cuda="12.9", order=order))
+    result = solve(channels, ["detectron2 * cu129*"], cuda="11.8", order=order)
+    assert not result["ok"] and "__cuda" in result["error"]
+    pkgs = _ok(solve(channels, ["detectron2 * cu129*"], cuda="12.2", order=order))
     assert pkgs["pytorch"]["build"].startswith("cuda129_") and pkgs["cuda-version"]["version"] == "12.9"
+    assert not solve(channels, ["detectron2 * cu130*"], cuda="12.9", order=order)["ok"]
 
 
 def _env_request(rel):

@@ -14,7 +14,7 @@ from detectron2.doctor.checks.torch_install import check_cudnn, check_torch, che
 from detectron2.doctor.facts import ExtInfo, Toolchain
 from detectron2.doctor.result import FAIL, OK, SKIP, WARN
 from detectron2.utils._fatbin import parse_arch_list
-from detectron2.utils._gpu_probe import DriverInfo
+from detectron2.utils._gpu_probe import GPU, DriverInfo
 
 ALL = [check_torch, check_torch_installs, check_driver, check_torch_cuda_build, check_cudnn, check_torch_arch,
        check_ext_cuda, check_ext_cuda_version, check_ext_arch, check_ld_library_path, check_source_tree,
@@ -46,8 +46,8 @@ def test_cpu_torch_on_gpu_machine(healthy_gpu_facts):
     facts.torch.cuda, facts.torch.version = None, "2.0.1+cpu"
     result = check_torch_cuda_build(facts)
     assert result.status == FAIL and "CPU-only" in result.summary
-    # A100 + 535 driver: the newest variant with SASS for sm_80 is cu118.
-    assert result.fix[0] == "pip install torch==2.0.1 torchvision==0.15.2 --index-url https://download.pytorch.org/whl/cu118"
+    # A100 + 535 driver: the variant conda's solver picks there (the anchor, cu117).
+    assert result.fix[0] == "pip install torch==2.0.1 torchvision==0.15.2 --index-url https://download.pytorch.org/whl/cu117"
 
 
 def test_conda_cpu_mutex_on_gpu_machine(env_dirs, healthy_gpu_facts):
@@ -58,7 +58,7 @@ def test_conda_cpu_mutex_on_gpu_machine(env_dirs, healthy_gpu_facts):
     assert result.status == FAIL
     assert "pytorch-mutex 1.0 cpu" in " ".join(result.evidence)
     assert result.fix[0].startswith("conda install --force-reinstall -c detectron2-neo -c pytorch -c nvidia -c conda-forge")
-    assert "pytorch-cuda=11.8" in result.fix[0] and "cpuonly" not in result.fix[0]
+    assert "pytorch-cuda=11.7" in result.fix[0] and "cpuonly" not in result.fix[0]  # A100: the anchor
 
 
 def test_cpu_torch_without_gpu_is_right(healthy_cpu_facts):
@@ -429,19 +429,24 @@ def test_clang_host_compiler_is_not_judged(tmp_path, healthy_gpu_facts):
 
 
 def test_best_variant_follows_driver_and_gpu(healthy_gpu_facts):
+    # The same table as conda's solver (detectron2.utils.variants.choose_variant).
     from detectron2.doctor.fixes import best_variant
 
     facts = healthy_gpu_facts
-    assert best_variant(facts).name == "cu118"  # A100, driver 535: newest CUDA with sm_80 SASS
-    facts.driver.version = "470.57.02"  # below both full minimums: minor-version compatibility
-    assert best_variant(facts).name == "cu118"
-    facts.driver.version = "515.65.01"  # cu117 fully supported, cu118 only through compatibility
+    assert best_variant(facts).name == "cu117"  # A100, driver 535 (CUDA 12.2): the anchor
+    facts.driver.version, facts.driver.cuda_version = "470.57.02", None  # CUDA 11.4: no package fits
+    assert best_variant(facts).name == "cpu"
+    facts.driver.version = "515.65.01"  # CUDA 11.7
     assert best_variant(facts).name == "cu117"
     facts.driver.version = "440.33.01"  # too old for any CUDA 11 build
     assert best_variant(facts).name == "cpu"
-    facts.driver.version = "535.104.05"
-    facts.driver.gpus = [H100]  # only cu118 has sm_90 SASS
+    facts.driver.version, facts.driver.cuda_version = "535.104.05", "12.2"
+    facts.driver.gpus = [H100]  # the anchor's pytorch has no sm_90: cu118
     assert best_variant(facts).name == "cu118"
+    facts.driver.gpus = [T4]
+    assert best_variant(facts).name == "cu118"
+    facts.driver.gpus = [GPU(0, "NVIDIA B200", (10, 0))]  # only conda-forge's stack has Blackwell
+    assert best_variant(facts).name == "cu129"
     assert best_variant(healthy_gpu_facts, want_cuda=False).name == "cpu"
 
 

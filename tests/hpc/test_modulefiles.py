@@ -86,7 +86,9 @@ def test_files_carry_versions_archs_and_no_ld_library_path(generated):
         assert "not set: LD_LIBRARY_PATH" in text
         assert 'setenv("LD_LIBRARY_PATH' not in text and "setenv LD_LIBRARY_PATH" not in text
     assert 'conflict("detectron2")' in lua and "conflict detectron2" in tcl
-    assert "8.0;8.6;8.9;9.0+PTX" in (out / "lua" / "detectron2" / "0.7.0-cu118.lua").read_text()
+    from detectron2.utils.variants import get_variant
+
+    assert get_variant("cu118").arch_list in (out / "lua" / "detectron2" / "0.7.0-cu118.lua").read_text()
 
 
 def _user_env(path: Path) -> dict:
@@ -166,3 +168,28 @@ def test_two_detectron2_modules_conflict(generated, system):
 def test_unknown_prefix_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="no detectron2 package recorded"):
         modulefiles.collect(tmp_path)
+
+
+@pytest.mark.parametrize("system", sorted(SYSTEMS))
+def test_gpu_without_kernels_warns_at_load(generated, system):
+    out, _ = generated
+    _, kind = SYSTEMS[system]
+    script = f"{_init(system)}\nmodule use {out / kind}\nmodule load detectron2/0.7.0-cu117\necho loaded=$CONDA_DEFAULT_ENV\n"
+    base = {"DETECTRON2_DRIVER_VERSION": "535.104.05"}
+    # An A100 beside an H100: cu117's pytorch has no sm_90, so the H100 gets the warning.
+    result = shell(script, dict(base, DETECTRON2_GPU_CAPABILITIES="8.0,9.0"))
+    message = " ".join(result.stderr.split())
+    assert "GPU sm_90 on this node has no kernels in this build (it serves Ampere, Ada (sm_80-sm_89))" in message
+    assert "Variants with code for it: cu118, cu129, cu130." in message and "sm_80 on" not in message
+    assert "loaded=detectron2-cu117" in result.stdout
+    ok = shell(script, dict(base, DETECTRON2_GPU_CAPABILITIES="8.6"))
+    assert "no kernels" not in ok.stderr and "loaded=detectron2-cu117" in ok.stdout
+
+
+def test_gpu_check_uses_the_variant_table(generated):
+    from detectron2.utils.variants import get_variant
+
+    out, envs = generated
+    facts = modulefiles.collect(envs["cu118"])
+    assert facts.gpu_caps == get_variant("cu118").gpu_capabilities and "9.0" in facts.gpu_caps
+    assert facts.others["10.0"] == "cu129, cu130" and facts.others["3.7"] == "none"

@@ -5,12 +5,11 @@ the matching detectron2 build); pip users get the torch wheel index for the vari
 rebuild of detectron2 against it; source checkouts get the in-place build.
 """
 import shlex
-from typing import List, Optional, Sequence
+from typing import List, Optional
 
-from detectron2.doctor.cuda_tables import at_least, minor_compat_min_driver, version_tuple
+from detectron2.doctor.cuda_tables import at_least, major_minor, toolkit_min_driver, version_tuple
 from detectron2.doctor.facts import Facts
-from detectron2.utils._fatbin import kernel_image_for, parse_arch_list
-from detectron2.utils.variants import CHANNEL, VARIANTS, Variant
+from detectron2.utils.variants import CHANNEL, VARIANTS, Variant, choose_variant
 
 PIP_TORCH_INDEX = "https://download.pytorch.org/whl/"
 
@@ -68,40 +67,31 @@ def current_variant(facts: Facts) -> Optional[Variant]:
     return None
 
 
-def _covers(variant: Variant, capabilities: Sequence) -> int:
-    """2 when every GPU has SASS in the variant's ops, 1 when some need PTX, 0 when one has neither."""
-    entries = parse_arch_list(variant.arch_list or "")
-    score = 2
-    for capability in capabilities:
-        image = kernel_image_for(capability, entries)
-        if image is None:
-            return 0
-        if image.kind == "PTX":
-            score = 1
-    return score
+def _driver_cuda(facts: Facts) -> Optional[str]:
+    """The driver's CUDA version (conda's `__cuda`): as the driver reports it, else the newest
+    toolkit whose minimum driver this driver meets."""
+    driver = facts.driver
+    if driver.cuda_version:
+        return major_minor(driver.cuda_version)
+    if not driver.version:
+        return None
+    known = [f"{major}.{minor}" for major in (10, 11, 12, 13) for minor in range(10)]
+    fits = [c for c in known if toolkit_min_driver(c) and at_least(driver.version, toolkit_min_driver(c))]
+    return max(fits, key=version_tuple) if fits else None
 
 
 def best_variant(facts: Facts, want_cuda: Optional[bool] = None) -> Variant:
-    """The variant to install here: a CUDA one the driver runs (fully, else through minor
-    version compatibility) and whose ops cover every GPU (SASS preferred), newest CUDA
-    first; else the CPU one."""
-    gpus = facts.gpus
+    """The variant to install here: the one conda's solver picks for this driver and these
+    GPUs (variants.choose_variant, the rule the build numbers encode and
+    tests/distribution/solve_table.md proves); the CPU build when none fits or CUDA is
+    not wanted. The pytorch channels' stack first, conda-forge's where only it fits."""
+    cpu = next(v for v in VARIANTS if not v.is_cuda)
     if want_cuda is None:
-        want_cuda = bool(gpus)
-    cpu = [v for v in VARIANTS if not v.is_cuda]
-    if want_cuda:
-        driver = facts.driver.version
-
-        def runs(v: Variant, minimum: Optional[str]) -> bool:
-            return driver is None or minimum is None or at_least(driver, minimum)
-
-        runnable = [v for v in VARIANTS if v.is_cuda and runs(v, minor_compat_min_driver(v.cuda or ""))]
-        caps = [g.capability for g in gpus]
-        ranked = sorted(runnable, key=lambda v: (_covers(v, caps), runs(v, v.min_driver), version_tuple(v.cuda or "0")),
-                        reverse=True)
-        if ranked and (not caps or _covers(ranked[0], caps) > 0):
-            return ranked[0]
-    return cpu[0] if cpu else VARIANTS[0]
+        want_cuda = bool(facts.gpus)
+    if not want_cuda:
+        return cpu
+    capabilities = [g.arch for g in facts.gpus]
+    return choose_variant(_driver_cuda(facts), capabilities) or cpu
 
 
 def reinstall_lines(facts: Facts, variant: Optional[Variant] = None, rebuild: bool = True) -> List[str]:
