@@ -74,6 +74,11 @@ class ConvFCHead(nn.Module):
         self.output_shape = tuple(output_shape)
         input_channels, input_h, input_w = input_shape.channels, input_shape.height, input_shape.width
 
+        if input_channels < conv_dim:
+            raise ProjectConfigError(
+                f"ConvFCHead: input channels ({input_channels}) must be >= conv_dim ({conv_dim}); "
+                "set MODEL.ROI_MASK_HEAD.CONV_DIM to at most the feature channels"
+            )
         self.conv_layers = []
         if input_channels > conv_dim:
             self.reduce_channel_dim_conv = Conv2d(
