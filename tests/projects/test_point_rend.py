@@ -274,3 +274,39 @@ def test_semantic_pointrend_trains_and_infers():
     with torch.no_grad():
         out = model([{"image": x["image"], "height": 32, "width": 48} for x in inputs])
     assert out[0]["sem_seg"].shape == (19, 32, 48)
+
+
+def test_implicit_point_head_is_a_per_instance_mlp():
+    from detectron2.layers import ShapeSpec
+    from detectron2.projects.point_rend import ImplicitPointHead
+
+    cfg = get_cfg()
+    add_pointrend_config(cfg)
+    cfg.MODEL.POINT_HEAD.NUM_FC, cfg.MODEL.POINT_HEAD.FC_DIM, cfg.MODEL.POINT_HEAD.NUM_CLASSES = 2, 8, 3
+    torch.manual_seed(0)
+    head = ImplicitPointHead(cfg, ShapeSpec(channels=5))
+    assert head.in_channels == 5 + 256
+    # weights of layers (in -> 8, 8 -> 8, 8 -> 3) first, then their biases
+    assert head.num_params == 261 * 8 + 8 * 8 + 8 * 3 + 8 + 8 + 3
+    R, P = 2, 7
+    fine = torch.randn(R, 5, P, dtype=torch.float64)
+    coords = torch.rand(R, P, 2, dtype=torch.float64)
+    params = torch.randn(R, head.num_params, dtype=torch.float64)
+    head = head.double()
+    out = head(fine, coords, params)
+    assert out.shape == (R, 3, P)
+    g = head.positional_encoding_gaussian_matrix
+    sizes = [261 * 8, 8 * 8, 8 * 3, 8, 8, 3]
+    for r in range(R):
+        chunks = torch.split(params[r], sizes)
+        shapes = [(8, 261), (8, 8), (3, 8)]
+        proj = 2 * np.pi * ((2 * coords[r] - 1) @ g)  # (P, 128)
+        x = torch.cat([torch.sin(proj), torch.cos(proj)], dim=1).T  # (256, P)
+        x = torch.cat([x, fine[r]], dim=0)
+        for i in range(3):
+            x = chunks[i].view(shapes[i]) @ x + chunks[3 + i].view(-1, 1)
+            if i < 2:
+                x = torch.relu(x)
+        torch.testing.assert_close(out[r], x)
+    with pytest.raises(ValueError, match="parameters"):
+        head(fine, coords, params[:, :-1])
