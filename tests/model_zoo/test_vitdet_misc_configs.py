@@ -132,3 +132,40 @@ def test_mmdet_example_config():
     assert det.type == "MaskRCNN" and det.roi_head.bbox_head.num_classes == 80
     assert det.train_cfg.rcnn.assigner.pos_iou_thr == 0.5 and det.train_cfg.rpn.assigner.neg_iou_thr == 0.3
     assert cfg.dataloader.train.mapper.image_format == "RGB" and cfg.train.init_checkpoint is None
+
+
+@pytest.mark.parametrize(
+    "name, backbone, max_iter, lr, classes",
+    [
+        ("COCO/cascade_mask_rcnn_mvitv2_b_in21k_100ep.py", "MViT", 184375, 8e-5, 80),
+        ("COCO/cascade_mask_rcnn_mvitv2_l_in21k_50ep.py", "MViT", 184375 // 2, 8e-5, 80),
+        ("COCO/cascade_mask_rcnn_mvitv2_h_in21k_36ep.py", "MViT", 67500, 1.6e-4, 80),
+        ("COCO/cascade_mask_rcnn_swin_b_in21k_50ep.py", "SwinTransformer", 184375 // 2, 4e-5, 80),
+        ("COCO/cascade_mask_rcnn_swin_l_in21k_50ep.py", "SwinTransformer", 184375 // 2, 4e-5, 80),
+        ("LVIS/cascade_mask_rcnn_mvitv2_b_in21k_100ep.py", "MViT", 156250, 1e-4, 1203),
+        ("LVIS/cascade_mask_rcnn_swin_b_in21k_50ep.py", "SwinTransformer", 156250 // 2, 1e-4, 1203),
+    ],
+)
+def test_vitdet_hierarchical_backbone_configs(name, backbone, max_iter, lr, classes):
+    cfg = model_zoo.get_config("ViTDet/" + name)
+    assert cfg.model.backbone.bottom_up._target_.__name__ == backbone
+    assert cfg.model.backbone.norm == "LN" and cfg.model.backbone.square_pad == 1024
+    assert cfg.train.max_iter == max_iter and cfg.optimizer.lr == lr
+    assert cfg.model.roi_heads.num_classes == classes and len(cfg.model.roi_heads.box_predictors) == 3
+    if classes == 1203:
+        assert all(p.use_fed_loss for p in cfg.model.roi_heads.box_predictors)
+        assert cfg.dataloader.evaluator.max_dets_per_image == 300
+    if "mvitv2_l" in name:
+        assert cfg.model.backbone.bottom_up.depth == 48 and cfg.model.backbone.bottom_up.last_block_indexes == (1, 7, 43, 47)
+    if "swin_l" in name:
+        assert cfg.model.backbone.bottom_up.num_heads == [6, 12, 24, 48]
+
+
+def test_mvitv2_cascade_builds_at_a_small_size():
+    cfg = model_zoo.get_config("ViTDet/COCO/cascade_mask_rcnn_mvitv2_b_in21k_100ep.py")
+    cfg.model.backbone.bottom_up.update(embed_dim=16, depth=4, last_block_indexes=(0, 1, 2, 3), img_size=128)
+    cfg.model.backbone.square_pad = 128
+    model = instantiate(cfg.model).eval()
+    with torch.no_grad():
+        out = model([{"image": torch.rand(3, 100, 120) * 255}])
+    assert out[0]["instances"].image_size == (100, 120)
