@@ -62,6 +62,10 @@ def test_warmup_poly_lr_follows_the_formula():
         opt.step()
         sched.step()
     assert min(lrs) == pytest.approx(0.2) and lrs[79] == pytest.approx(0.21)
+    assert sched.last_epoch == 100 and opt.param_groups[0]["lr"] == pytest.approx(0.2)  # at max_iters: defined
+    opt.step()
+    with pytest.raises(ValueError, match="past max_iters"):
+        sched.step()
 
 
 def test_build_lr_scheduler_picks_poly_or_falls_back():

@@ -310,3 +310,26 @@ def test_implicit_point_head_is_a_per_instance_mlp():
         torch.testing.assert_close(out[r], x)
     with pytest.raises(ValueError, match="parameters"):
         head(fine, coords, params[:, :-1])
+
+
+def test_pointrend_roi_heads_convert_old_configs_and_weights():
+    cfg = _cfg("InstanceSegmentation/pointrend_rcnn_R_50_FPN_1x_coco.yaml")
+    cfg.MODEL.ROI_HEADS.NAME = "PointRendROIHeads"
+    cfg.MODEL.ROI_MASK_HEAD.NAME = "CoarseMaskHead"  # the old name
+    cfg.MODEL.ROI_MASK_HEAD.POOLER_TYPE = "ROIAlignV2"
+    model = build_model(cfg)
+    assert type(model.roi_heads.mask_head).__name__ == "PointRendMaskHead"
+    sd = model.roi_heads.state_dict()
+    # an old checkpoint: mask_point_head / mask_coarse_head, coarse fc named coarse_mask_fc
+    old = {}
+    for k, v in sd.items():
+        k = k.replace("mask_head.point_head", "mask_point_head").replace("mask_head.coarse_head.fc", "mask_coarse_head.coarse_mask_fc")
+        old[k.replace("mask_head.coarse_head", "mask_coarse_head")] = torch.randn_like(v) if v.is_floating_point() else v
+    from collections import OrderedDict
+
+    old = OrderedDict(old)
+    old._metadata = OrderedDict()  # no versions: the oldest layout
+    incompatible = model.roi_heads.load_state_dict(old, strict=True)
+    assert not incompatible.missing_keys and not incompatible.unexpected_keys
+    new_fc1 = model.roi_heads.mask_head.coarse_head.fc1.weight
+    torch.testing.assert_close(new_fc1, old["mask_coarse_head.coarse_mask_fc1.weight"])

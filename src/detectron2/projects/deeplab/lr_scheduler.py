@@ -35,6 +35,10 @@ class WarmupPolyLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> List[float]:
+        if self.last_epoch > self.max_iters:
+            raise ValueError(
+                f"WarmupPolyLR stepped to iteration {self.last_epoch}, past max_iters={self.max_iters}"
+            )
         warmup = _get_warmup_factor_at_iter(self.warmup_method, self.last_epoch, self.warmup_iters, self.warmup_factor)
         poly = math.pow(1.0 - self.last_epoch / self.max_iters, self.power)
         if self.constant_ending > 0 and warmup == 1.0 and poly < self.constant_ending:
