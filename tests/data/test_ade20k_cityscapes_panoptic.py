@@ -40,6 +40,13 @@ def test_cityscapes_categories_follow_train_ids():
     cats = get_cityscapes_panoptic_categories()
     assert [c["trainId"] for c in cats] == list(range(19))
     assert sum(c["isthing"] for c in cats) == 8
+    # independent source: torchvision's copy of the Cityscapes label table
+    from torchvision.datasets import Cityscapes
+
+    ref = {c.train_id: c for c in Cityscapes.classes if 0 <= c.train_id < 255}
+    for c in cats:
+        r = ref[c["trainId"]]
+        assert (c["name"], c["id"], c["color"], bool(c["isthing"])) == (r.name, r.id, tuple(r.color), r.has_instances)
 
 
 def test_ade20k_loader_pairs_images_and_labels(tmp_path):

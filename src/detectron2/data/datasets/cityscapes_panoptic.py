@@ -1,7 +1,6 @@
 """Cityscapes panoptic segmentation (the format written by cityscapesScripts'
 ``createPanopticImgs.py``): a COCO-panoptic style json and pngs under
 gtFine/cityscapes_panoptic_<split>/, plus the labelTrainIds pngs for semantic labels."""
-import functools
 import json
 import logging
 import os
@@ -11,7 +10,7 @@ from detectron2.utils.file_io import PathManager
 
 from ..catalog import DatasetCatalog, MetadataCatalog
 
-__all__ = ["load_cityscapes_panoptic", "register_all_cityscapes_panoptic", "get_cityscapes_panoptic_categories"]
+__all__ = ["CITYSCAPES_CATEGORIES", "load_cityscapes_panoptic", "register_all_cityscapes_panoptic", "get_cityscapes_panoptic_categories"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,18 +31,34 @@ _RAW_CITYSCAPES_PANOPTIC_SPLITS = {
 }
 
 
-@functools.lru_cache()
-def get_cityscapes_panoptic_categories() -> Tuple[Dict, ...]:
-    """The 19 evaluated classes: dicts with color, isthing, id (label id), trainId and
-    name, in trainId order. Facts from the Cityscapes label table (as torchvision has it)."""
-    from torchvision.datasets import Cityscapes
+# The 19 evaluated classes in train-id order: label id, train id, color, and whether the
+# class has instances (facts of the Cityscapes label table).
+CITYSCAPES_CATEGORIES = [
+    {"color": (128, 64, 128), "isthing": 0, "id": 7, "trainId": 0, "name": "road"},
+    {"color": (244, 35, 232), "isthing": 0, "id": 8, "trainId": 1, "name": "sidewalk"},
+    {"color": (70, 70, 70), "isthing": 0, "id": 11, "trainId": 2, "name": "building"},
+    {"color": (102, 102, 156), "isthing": 0, "id": 12, "trainId": 3, "name": "wall"},
+    {"color": (190, 153, 153), "isthing": 0, "id": 13, "trainId": 4, "name": "fence"},
+    {"color": (153, 153, 153), "isthing": 0, "id": 17, "trainId": 5, "name": "pole"},
+    {"color": (250, 170, 30), "isthing": 0, "id": 19, "trainId": 6, "name": "traffic light"},
+    {"color": (220, 220, 0), "isthing": 0, "id": 20, "trainId": 7, "name": "traffic sign"},
+    {"color": (107, 142, 35), "isthing": 0, "id": 21, "trainId": 8, "name": "vegetation"},
+    {"color": (152, 251, 152), "isthing": 0, "id": 22, "trainId": 9, "name": "terrain"},
+    {"color": (70, 130, 180), "isthing": 0, "id": 23, "trainId": 10, "name": "sky"},
+    {"color": (220, 20, 60), "isthing": 1, "id": 24, "trainId": 11, "name": "person"},
+    {"color": (255, 0, 0), "isthing": 1, "id": 25, "trainId": 12, "name": "rider"},
+    {"color": (0, 0, 142), "isthing": 1, "id": 26, "trainId": 13, "name": "car"},
+    {"color": (0, 0, 70), "isthing": 1, "id": 27, "trainId": 14, "name": "truck"},
+    {"color": (0, 60, 100), "isthing": 1, "id": 28, "trainId": 15, "name": "bus"},
+    {"color": (0, 80, 100), "isthing": 1, "id": 31, "trainId": 16, "name": "train"},
+    {"color": (0, 0, 230), "isthing": 1, "id": 32, "trainId": 17, "name": "motorcycle"},
+    {"color": (119, 11, 32), "isthing": 1, "id": 33, "trainId": 18, "name": "bicycle"},
+]
 
-    cats = [
-        {"color": tuple(c.color), "isthing": int(c.has_instances), "id": c.id, "trainId": c.train_id, "name": c.name}
-        for c in Cityscapes.classes
-        if 0 <= c.train_id < 255
-    ]
-    return tuple(sorted(cats, key=lambda c: c["trainId"]))
+
+def get_cityscapes_panoptic_categories() -> Tuple[Dict, ...]:
+    """The 19 evaluated classes: dicts with color, isthing, id (label id), trainId and name."""
+    return tuple(dict(c) for c in CITYSCAPES_CATEGORIES)
 
 
 def _panoptic_metadata() -> Dict:
