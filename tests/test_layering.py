@@ -14,7 +14,7 @@ LAYERS = [
     {"data", "solver"},
     {"modeling", "evaluation", "tracking"},
     {"engine"},
-    {"model_zoo", "export", "doctor", "tools"},
+    {"model_zoo", "export", "doctor", "tools", "projects"},
 ]
 
 

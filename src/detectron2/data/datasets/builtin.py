@@ -1,5 +1,5 @@
 """Registration of the builtin datasets (COCO, COCO keypoints and panoptic, LVIS,
-Cityscapes, Pascal VOC) under a root directory.
+Cityscapes instance/semantic/panoptic, Pascal VOC, ADE20K) under a root directory.
 
 Registration only records paths and metadata; no file is read or needs to exist
 until a dataset is loaded. The root is $DETECTRON2_DATASETS, or "datasets" relative to
@@ -8,9 +8,10 @@ the working directory by default.
 import os
 
 from ..catalog import DatasetCatalog, MetadataCatalog
-from .builtin_meta import _get_builtin_metadata
+from .builtin_meta import ADE20K_SEM_SEG_CATEGORIES, _get_builtin_metadata
 from .cityscapes import load_cityscapes_instances, load_cityscapes_semantic
-from .coco import register_coco_instances
+from .cityscapes_panoptic import register_all_cityscapes_panoptic
+from .coco import load_sem_seg, register_coco_instances
 from .coco_panoptic import register_coco_panoptic, register_coco_panoptic_separated
 from .lvis import register_lvis_instances
 from .pascal_voc import register_pascal_voc
@@ -161,11 +162,31 @@ def register_all_pascal_voc(root: str) -> None:
         MetadataCatalog.get(name).evaluator_type = "pascal_voc"
 
 
+def register_all_ade20k(root: str) -> None:
+    """ade20k_sem_seg_{train,val}: ADEChallengeData2016 images with the label pngs
+    converted to annotations_detectron2 (class ids 0..149, 255 ignored)."""
+    root = os.path.join(root, "ADEChallengeData2016")
+    for split, dirname in [("train", "training"), ("val", "validation")]:
+        image_dir = os.path.join(root, "images", dirname)
+        gt_dir = os.path.join(root, "annotations_detectron2", dirname)
+        name = f"ade20k_sem_seg_{split}"
+        DatasetCatalog.register(name, lambda x=image_dir, y=gt_dir: load_sem_seg(y, x, gt_ext="png", image_ext="jpg"))
+        MetadataCatalog.get(name).set(
+            stuff_classes=ADE20K_SEM_SEG_CATEGORIES[:],
+            image_root=image_dir,
+            sem_seg_root=gt_dir,
+            evaluator_type="sem_seg",
+            ignore_label=255,
+        )
+
+
 def _register_all(root: str) -> None:
     register_all_coco(root)
     register_all_lvis(root)
     register_all_cityscapes(root)
+    register_all_cityscapes_panoptic(root)
     register_all_pascal_voc(root)
+    register_all_ade20k(root)
 
 
 # Registered on import (guarded so that running this file as a script does not).

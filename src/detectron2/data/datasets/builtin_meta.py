@@ -205,6 +205,39 @@ CITYSCAPES_STUFF_CLASSES = [
 # fmt: on
 
 
+# The 150 classes of ADE20K's SceneParsing benchmark (ADEChallengeData2016), in label
+# order: label i + 1 of the original pngs is class i; 255 (from 0) is ignored after
+# conversion to annotations_detectron2 (upstream's prepare_ade20k_sem_seg.py).
+ADE20K_SEM_SEG_CATEGORIES = [
+    "wall", "building", "sky", "floor", "tree", "ceiling", "road, route", "bed", "window ", "grass",
+    "cabinet", "sidewalk, pavement", "person", "earth, ground", "door", "table", "mountain, mount",
+    "plant", "curtain", "chair", "car", "water", "painting, picture", "sofa", "shelf", "house",
+    "sea", "mirror", "rug", "field", "armchair", "seat", "fence", "desk", "rock, stone",
+    "wardrobe, closet, press", "lamp", "tub", "rail", "cushion", "base, pedestal, stand", "box",
+    "column, pillar", "signboard, sign", "chest of drawers, chest, bureau, dresser", "counter",
+    "sand", "sink", "skyscraper", "fireplace", "refrigerator, icebox", "grandstand, covered stand",
+    "path", "stairs", "runway", "case, display case, showcase, vitrine",
+    "pool table, billiard table, snooker table", "pillow", "screen door, screen",
+    "stairway, staircase", "river", "bridge, span", "bookcase", "blind, screen", "coffee table",
+    "toilet, can, commode, crapper, pot, potty, stool, throne", "flower", "book", "hill", "bench",
+    "countertop", "stove", "palm, palm tree", "kitchen island", "computer", "swivel chair", "boat",
+    "bar", "arcade machine", "hovel, hut, hutch, shack, shanty", "bus", "towel", "light", "truck",
+    "tower", "chandelier", "awning, sunshade, sunblind", "street lamp", "booth", "tv", "plane",
+    "dirt track", "clothes", "pole", "land, ground, soil",
+    "bannister, banister, balustrade, balusters, handrail",
+    "escalator, moving staircase, moving stairway", "ottoman, pouf, pouffe, puff, hassock",
+    "bottle", "buffet, counter, sideboard", "poster, posting, placard, notice, bill, card", "stage",
+    "van", "ship", "fountain", "conveyer belt, conveyor belt, conveyer, conveyor, transporter",
+    "canopy", "washer, automatic washer, washing machine", "plaything, toy", "pool", "stool",
+    "barrel, cask", "basket, handbasket", "falls", "tent", "bag", "minibike, motorbike", "cradle",
+    "oven", "ball", "food, solid food", "step, stair", "tank, storage tank", "trade name",
+    "microwave", "pot", "animal", "bicycle", "lake", "dishwasher", "screen", "blanket, cover",
+    "sculpture", "hood, exhaust hood", "sconce", "vase", "traffic light", "tray", "trash can",
+    "fan", "pier", "crt screen", "plate", "monitor", "bulletin board", "shower", "radiator",
+    "glass, drinking glass", "clock", "flag",
+]
+
+
 def _get_coco_instances_meta() -> Dict[str, Any]:
     things = [k for k in COCO_CATEGORIES if k["isthing"] == 1]
     assert len(things) == 80, len(things)
