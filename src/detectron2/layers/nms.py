@@ -1,4 +1,6 @@
 """Non-maximum suppression for axis-aligned boxes (torchvision) and rotated boxes (_C)."""
+from typing import List
+
 import torch
 from torchvision.ops import boxes as box_ops
 from torchvision.ops import nms  # noqa: F401  (re-exported as detectron2.layers.nms)
@@ -20,6 +22,28 @@ def batched_nms(
     """
     assert boxes.shape[-1] == 4
     return box_ops.batched_nms(boxes.float(), scores, idxs, iou_threshold)
+
+
+def nms_segments(
+    boxes: torch.Tensor, valid: torch.Tensor, bounds: List[int], iou_threshold: float
+) -> torch.Tensor:
+    """
+    Greedy NMS run independently in every segment of every image, in one call.
+
+    Args:
+        boxes (Tensor): (B, K, 4) XYXY boxes (float32 or float64); within each segment
+            they must already be in priority order (decreasing score).
+        valid (Tensor): (B, K) bool; boxes that are False are neither kept nor suppress others.
+        bounds (list[int]): segment boundaries shared by all images, ``[0, ..., K]``
+            (at most 32 segments), e.g. the start of each feature level.
+        iou_threshold (float): a box is dropped when its IoU with a kept box earlier in
+            its segment is greater than this.
+
+    Returns:
+        Tensor: (B, K) bool, True for the kept boxes. Per segment this equals
+        torchvision's ``nms`` of the valid boxes of that segment.
+    """
+    return ops().nms_segments(boxes, valid, [int(b) for b in bounds], float(iou_threshold))
 
 
 def nms_rotated(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
