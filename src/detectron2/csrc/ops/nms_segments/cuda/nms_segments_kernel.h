@@ -29,7 +29,8 @@ cudaError_t launch_nms_segments_gather(const unsigned long long* mask, const boo
                                        int64_t k, const NmsSegmentBounds& bounds, int64_t max_len, bool* keep,
                                        cudaStream_t stream);
 
-inline int64_t nms_segments_col_blocks(int64_t n) {
+// constexpr: callable from the kernels too (built with --expt-relaxed-constexpr).
+constexpr int64_t nms_segments_col_blocks(int64_t n) {
   return (n + 63) / 64;
 }
 
