@@ -18,7 +18,7 @@ B=benchmarks
 # 1. CUDA correctness of the segmented NMS, the batched RPN selection and labelling (~40 s).
 timeout 150 python3 -m pytest -q -x -m cuda tests/layers/test_nms_segments.py \
   tests/modeling/test_rpn_select_batched.py tests/modeling/test_rpn.py tests/modeling/test_matcher_sampling.py \
-  tests/modeling/test_roi_sampling_batched.py tests/modeling/test_roi_heads.py \
+  tests/modeling/test_roi_sampling_batched.py tests/modeling/test_roi_heads.py tests/modeling/test_poolers_grouped.py \
   > "$OUT/tests_cuda.log" 2>&1
 echo "tests rc=$?" >> "$OUT/tests_cuda.log"
 
