@@ -68,3 +68,21 @@ def test_batched_sampling_equals_per_image_loop(device, append_gt):
             va = va.tensor if isinstance(va, Boxes) else va
             vb = vb.tensor if isinstance(vb, Boxes) else vb
             assert torch.equal(va, vb), name
+
+
+def test_select_foreground_over_several_images(device):
+    from detectron2.modeling.roi_heads.roi_heads import select_foreground_proposals
+
+    g = torch.Generator().manual_seed(4)
+    proposals = []
+    for n in [7, 0, 12, 5]:
+        inst = Instances(T.IMAGE_SIZE, proposal_boxes=Boxes(torch.rand(n, 4, generator=g).to(device)))
+        inst.gt_classes = torch.randint(-1, 4, (n,), generator=g).to(device)
+        proposals.append(inst)
+    fg, masks = select_foreground_proposals(proposals, bg_label=3)
+    for inst, fg_inst, mask in zip(proposals, fg, masks):
+        expected = (inst.gt_classes != -1) & (inst.gt_classes != 3)
+        assert torch.equal(mask, expected)
+        assert torch.equal(fg_inst.gt_classes, inst.gt_classes[expected])
+        assert torch.equal(fg_inst.proposal_boxes.tensor, inst.proposal_boxes.tensor[expected])
+    assert sum(len(f) for f in fg) > 0

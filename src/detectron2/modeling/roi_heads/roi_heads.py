@@ -58,16 +58,21 @@ def select_foreground_proposals(
     """
     if not isinstance(proposals, (list, tuple)) or not all(isinstance(p, Instances) for p in proposals):
         raise TypeError("select_foreground_proposals: 'proposals' must be a list of Instances")
-    fg_proposals = []
     fg_selection_masks = []
     for proposals_per_image in proposals:
         if not proposals_per_image.has("gt_classes"):
             raise ValueError("select_foreground_proposals: the proposals need a 'gt_classes' field")
         gt_classes = proposals_per_image.gt_classes
-        fg_selection_mask = (gt_classes != -1) & (gt_classes != bg_label)
-        fg_idxs = nonzero_tuple(fg_selection_mask)[0]
-        fg_proposals.append(proposals_per_image[fg_idxs])
-        fg_selection_masks.append(fg_selection_mask)
+        fg_selection_masks.append((gt_classes != -1) & (gt_classes != bg_label))
+    if len(proposals) == 0:
+        return [], []
+    # One nonzero over all images and one host copy of the counts, not a nonzero per image.
+    counts = torch.stack([m.sum() for m in fg_selection_masks]).tolist()
+    all_idxs = nonzero_tuple(torch.cat(fg_selection_masks))[0]
+    fg_proposals, start = [], 0
+    for proposals_per_image, fg_idxs, mask in zip(proposals, all_idxs.split(counts), fg_selection_masks):
+        fg_proposals.append(proposals_per_image[fg_idxs - start])
+        start += mask.numel()
     return fg_proposals, fg_selection_masks
 
 
