@@ -5,7 +5,7 @@ from typing import List, Tuple, Union
 import torch
 from torch.nn import functional as F
 
-from detectron2.layers import cat, ciou_loss, diou_loss
+from detectron2.layers import cat, ciou_loss, diou_loss, nonzero_tuple
 from detectron2.structures import Boxes
 
 __all__ = ["Box2BoxTransform", "Box2BoxTransformRotated", "Box2BoxTransformLinear"]
@@ -292,6 +292,9 @@ def _dense_box_regression_loss(
         anchors = type(anchors[0]).cat(anchors).tensor  # (R, 4)
     else:
         anchors = cat(anchors)
+    if isinstance(fg_mask, torch.Tensor) and fg_mask.dtype == torch.bool:
+        # The same elements as indexing with the mask, with one nonzero for both operands.
+        fg_mask = nonzero_tuple(fg_mask)
     if box_reg_loss_type == "smooth_l1":
         gt_deltas = _deltas_of_all_images(box2box_transform, anchors, gt_boxes)  # (N, R, 4)
         return _smooth_l1_loss(

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from detectron2.config import configurable
-from detectron2.layers import Conv2d, ShapeSpec, cat
+from detectron2.layers import Conv2d, ShapeSpec, cat, nonzero_tuple
 from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
 from detectron2.utils.events import get_event_storage
 from detectron2.utils.memory import retry_if_cuda_oom
@@ -358,10 +358,10 @@ class RPN(nn.Module):
             box_reg_loss_type=self.box_reg_loss_type,
             smooth_l1_beta=self.smooth_l1_beta,
         )
-        valid_mask = gt_labels >= 0
+        valid = nonzero_tuple(gt_labels >= 0)  # one nonzero for both operands
         objectness_loss = F.binary_cross_entropy_with_logits(
-            cat(pred_objectness_logits, dim=1)[valid_mask],
-            gt_labels[valid_mask].to(torch.float32),
+            cat(pred_objectness_logits, dim=1)[valid],
+            gt_labels[valid].to(torch.float32),
             reduction="sum",
         )
         normalizer = self.batch_size_per_image * num_images
