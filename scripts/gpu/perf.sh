@@ -13,6 +13,8 @@ B=benchmarks
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
   python3 -c "import torch, torchvision; print(torch.__version__, torch.version.cuda, torchvision.__version__)"
   python3 -c "import detectron2._C as C; print('_C has_cuda', C.has_cuda(), C.get_cuda_version())"
+  ls -l src/detectron2/_C*.so && file -L src/detectron2/_C*.so  # release build: stripped, size
+  size -A src/detectron2/_C*.so | grep -E "nv_fatbin|text|Total"
 } > "$OUT/env.txt" 2>&1
 
 # 1. CUDA correctness of the segmented NMS, the batched RPN selection and labelling (~40 s).
