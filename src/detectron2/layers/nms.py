@@ -1,4 +1,4 @@
-"""Non-maximum suppression for axis-aligned boxes (torchvision) and rotated boxes (_C)."""
+"""Non-maximum suppression: axis-aligned boxes (torchvision; segmented batches in _C) and rotated boxes (_C)."""
 from typing import List
 
 import torch
