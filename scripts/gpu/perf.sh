@@ -4,7 +4,7 @@
 # deformable-convolution shapes of the issue. Run from the repo root with _C built for
 # the GPU; writes its logs under "$OUT" (6 files). About 3-4 minutes on one H200.
 set -uo pipefail
-export PYTHONPATH=src PYTHONUNBUFFERED=1
+export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/perf-out}
 mkdir -p "$OUT"
 B=benchmarks
