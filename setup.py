@@ -8,6 +8,8 @@ Environment variables:
   FORCE_CUDA=0          build the C++ (CPU) ops only, even when a CUDA toolkit is found.
   TORCH_CUDA_ARCH_LIST  GPU architectures to compile for, e.g. "8.0;8.6+PTX" (read by torch).
   MAX_JOBS              parallel compile jobs (read by torch's ninja builder).
+  DEBUG=1               keep debug info (host -g, device -lineinfo) and the symbol table;
+                        the default is a release build: no debug info, stripped at link.
 """
 import glob
 import os
@@ -45,6 +47,10 @@ def _want_cuda() -> bool:
     return has_toolkit and (torch.cuda.is_available() or "TORCH_CUDA_ARCH_LIST" in os.environ)
 
 
+def _want_debug() -> bool:
+    return os.environ.get("DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def _sources(pattern: str) -> list:
     return sorted(glob.glob(os.path.join(CSRC, pattern), recursive=True))
 
@@ -53,12 +59,16 @@ def _extension():
     with_cuda = _want_cuda()
     sources = _sources("*.cpp") + _sources("cocoeval/*.cpp") + _sources("ops/*/*.cpp") + _sources("ops/*/cpu/*.cpp")
     define_macros = []
-    # -g0: Python's CFLAGS carry -g, which doubles compile time and .so size for no user benefit.
-    extra_compile_args = {"cxx": ["-O3", "-g0"]}
+    debug = _want_debug()
+    # Release: -g0 overrides the -g in Python's CFLAGS (it doubles compile time and .so
+    # size for no user benefit) and -s strips the symbol table at link, as conda-build
+    # and pip users expect; DEBUG=1 keeps both for gdb / compute-sanitizer line numbers.
+    extra_compile_args = {"cxx": ["-O3", "-g" if debug else "-g0"]}
+    extra_link_args = [] if debug else ["-s"]
     if with_cuda:
         sources += _sources("ops/*/cuda/*.cpp") + _sources("ops/*/cuda/*.cu")
         define_macros.append(("WITH_CUDA", None))
-        extra_compile_args["nvcc"] = ["-O3", "--expt-relaxed-constexpr", "-lineinfo"]
+        extra_compile_args["nvcc"] = ["-O3", "--expt-relaxed-constexpr"] + (["-lineinfo"] if debug else [])
         extension_type = cpp_extension.CUDAExtension
     else:
         extension_type = cpp_extension.CppExtension
@@ -68,6 +78,7 @@ def _extension():
         include_dirs=[os.path.join(ROOT, CSRC)],
         define_macros=define_macros,
         extra_compile_args=extra_compile_args,
+        extra_link_args=extra_link_args,
     )
 
 

@@ -92,8 +92,10 @@ def main() -> None:
         sizes = [(1, 16, 16, 16)]
         ref_max = 16 * 16 * 16
     elif args.device == "cuda":
-        # Mask R-CNN-like: res4 / res5 maps of a ~800x1333 image, 256 channels.
-        sizes = [(2, 256, 50, 84), (8, 256, 50, 84), (2, 256, 25, 42), (8, 256, 25, 42), (2, 64, 32, 32)]
+        # The sizes of issue 13 (upstream's forward: 0.41 ms and 1.02 ms on an H200) first,
+        # then Mask R-CNN-like res4 / res5 maps of a ~800x1333 image, 256 channels.
+        sizes = [(2, 256, 64, 64), (8, 512, 25, 34), (2, 256, 50, 84), (8, 256, 50, 84), (2, 256, 25, 42),
+                 (8, 256, 25, 42), (2, 64, 32, 32)]
         ref_max = 64 * 32 * 32
     else:
         sizes = [(2, 64, 32, 32), (2, 256, 25, 42), (1, 256, 50, 84)]

@@ -1,4 +1,6 @@
-"""Non-maximum suppression for axis-aligned boxes (torchvision) and rotated boxes (_C)."""
+"""Non-maximum suppression: axis-aligned boxes (torchvision; segmented batches in _C) and rotated boxes (_C)."""
+from typing import List
+
 import torch
 from torchvision.ops import boxes as box_ops
 from torchvision.ops import nms  # noqa: F401  (re-exported as detectron2.layers.nms)
@@ -19,7 +21,8 @@ def batched_nms(
     Works in float32 even for half inputs (their range is too small for the offsets
     torchvision adds per category).
     """
-    check_batched_nms_inputs(boxes, scores, idxs, 4)
+    if not torch.jit.is_scripting():  # the checks use Python that TorchScript cannot compile
+        check_batched_nms_inputs(boxes, scores, idxs, 4)
     return box_ops.batched_nms(boxes.float(), scores, idxs, iou_threshold)
 
 
@@ -37,6 +40,28 @@ def check_batched_nms_inputs(boxes: torch.Tensor, scores: torch.Tensor, idxs: to
             raise BadInputError(
                 f"batched_nms: {name} must have shape ({n},) like boxes' first dim, got {tuple(t.shape)}"
             )
+
+
+def nms_segments(
+    boxes: torch.Tensor, valid: torch.Tensor, bounds: List[int], iou_threshold: float
+) -> torch.Tensor:
+    """
+    Greedy NMS run independently in every segment of every image, in one call.
+
+    Args:
+        boxes (Tensor): (B, K, 4) XYXY boxes (float32 or float64); within each segment
+            they must already be in priority order (decreasing score).
+        valid (Tensor): (B, K) bool; boxes that are False are neither kept nor suppress others.
+        bounds (list[int]): segment boundaries shared by all images, ``[0, ..., K]``
+            (at most 32 segments), e.g. the start of each feature level.
+        iou_threshold (float): a box is dropped when its IoU with a kept box earlier in
+            its segment is greater than this.
+
+    Returns:
+        Tensor: (B, K) bool, True for the kept boxes. Per segment this equals
+        torchvision's ``nms`` of the valid boxes of that segment.
+    """
+    return ops().nms_segments(boxes, valid, [int(b) for b in bounds], float(iou_threshold))
 
 
 def nms_rotated(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
@@ -68,7 +93,8 @@ def batched_nms_rotated(
     Returns:
         Tensor: int64 indices of the kept boxes, by decreasing score.
     """
-    check_batched_nms_inputs(boxes, scores, idxs, 5)
+    if not torch.jit.is_scripting():  # the checks use Python that TorchScript cannot compile
+        check_batched_nms_inputs(boxes, scores, idxs, 5)
     if boxes.numel() == 0:
         return torch.empty((0,), dtype=torch.int64, device=boxes.device)
     boxes = boxes.float()  # half precision cannot hold the offsets

@@ -5,7 +5,7 @@ from typing import List, Tuple, Union
 import torch
 from torch.nn import functional as F
 
-from detectron2.layers import cat, ciou_loss, diou_loss
+from detectron2.layers import cat, ciou_loss, diou_loss, nonzero_tuple
 from detectron2.structures import Boxes
 
 __all__ = ["Box2BoxTransform", "Box2BoxTransformRotated", "Box2BoxTransformLinear"]
@@ -258,6 +258,19 @@ def _giou_loss(boxes1: torch.Tensor, boxes2: torch.Tensor, reduction: str = "non
     return loss
 
 
+def _deltas_of_all_images(
+    box2box_transform: Box2BoxTransform, anchors: torch.Tensor, gt_boxes: List[torch.Tensor]
+) -> torch.Tensor:
+    """(N, R, B) deltas of each image's gt against the shared anchors: the same values as
+    one get_deltas per image, in one call (its validity check syncs with the device once)."""
+    if len(gt_boxes) == 0:
+        return anchors.new_zeros((0,) + tuple(anchors.shape))
+    num_images, (num_anchors, box_dim) = len(gt_boxes), anchors.shape
+    tiled = anchors.unsqueeze(0).expand(num_images, -1, -1).reshape(-1, box_dim)
+    deltas = box2box_transform.get_deltas(tiled, torch.stack(gt_boxes).reshape(-1, box_dim))
+    return deltas.view(num_images, num_anchors, box_dim)
+
+
 def _dense_box_regression_loss(
     anchors: List[Union[Boxes, torch.Tensor]],
     box2box_transform: Box2BoxTransform,
@@ -282,8 +295,11 @@ def _dense_box_regression_loss(
         anchors = type(anchors[0]).cat(anchors).tensor  # (R, 4)
     else:
         anchors = cat(anchors)
+    if isinstance(fg_mask, torch.Tensor) and fg_mask.dtype == torch.bool:
+        # The same elements as indexing with the mask, with one nonzero for both operands.
+        fg_mask = nonzero_tuple(fg_mask)
     if box_reg_loss_type == "smooth_l1":
-        gt_deltas = torch.stack([box2box_transform.get_deltas(anchors, k) for k in gt_boxes])  # (N, R, 4)
+        gt_deltas = _deltas_of_all_images(box2box_transform, anchors, gt_boxes)  # (N, R, 4)
         return _smooth_l1_loss(
             cat(pred_anchor_deltas, dim=1)[fg_mask], gt_deltas[fg_mask], beta=smooth_l1_beta, reduction="sum"
         )

@@ -4,7 +4,6 @@ from typing import List, Tuple
 import torch
 
 from detectron2.layers._errors import ValueAssertionError
-from detectron2.layers import nonzero_tuple
 
 __all__ = ["Matcher"]
 
@@ -55,6 +54,11 @@ class Matcher:
             matches (int64, N): index of the matched ground truth for each prediction.
             match_labels (int8, N): the label (-1, 0 or 1) of each match.
         """
+        return self._match(match_quality_matrix, check=True)
+
+    def _match(self, match_quality_matrix: torch.Tensor, check: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+        """__call__ without host syncs when ``check`` is False (the caller then checks
+        ``match_quality_matrix >= 0`` itself, e.g. once for a whole batch)."""
         if match_quality_matrix.dim() != 2:
             raise ValueAssertionError(
                 f"Matcher: match_quality_matrix must be 2-D (M, N), got shape {match_quality_matrix.shape}"
@@ -65,13 +69,15 @@ class Matcher:
             matches = match_quality_matrix.new_full((n,), 0, dtype=torch.int64)
             match_labels = match_quality_matrix.new_full((n,), self.labels[0], dtype=torch.int8)
             return matches, match_labels
-        assert torch.all(match_quality_matrix >= 0), "Matcher: match_quality_matrix must be >= 0"
+        if check:
+            assert torch.all(match_quality_matrix >= 0), "Matcher: match_quality_matrix must be >= 0"
 
         matched_vals, matches = match_quality_matrix.max(dim=0)
         match_labels = matches.new_full(matches.size(), 1, dtype=torch.int8)
         for label, low, high in zip(self.labels, self.thresholds[:-1], self.thresholds[1:]):
             in_range = (matched_vals >= low) & (matched_vals < high)
-            match_labels[in_range] = label
+            # masked_fill_ rather than boolean indexing: no nonzero, no host sync.
+            match_labels.masked_fill_(in_range, label)
         if self.allow_low_quality_matches:
             self.set_low_quality_matches_(match_labels, match_quality_matrix)
         return matches, match_labels
@@ -81,5 +87,5 @@ class Matcher:
         truth (as in Faster R-CNN's RPN). Their matched index stays the argmax over
         ground truths, which may be another ground truth than the one they won."""
         best_per_gt, _ = match_quality_matrix.max(dim=1)
-        _, pred_inds = nonzero_tuple(match_quality_matrix == best_per_gt[:, None])
-        match_labels[pred_inds] = 1
+        # A mask over predictions (any ground truth they tie best for): no host sync.
+        match_labels.masked_fill_((match_quality_matrix == best_per_gt[:, None]).any(dim=0), 1)

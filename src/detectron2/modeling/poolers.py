@@ -44,8 +44,16 @@ def convert_boxes_to_pooler_format(box_lists: List[Boxes]) -> torch.Tensor:
     """Concatenate per-image boxes into the (K, 5 or 6) rois that ROIAlign takes:
     column 0 is the image index in the batch, the rest the box."""
     boxes = torch.cat([x.tensor for x in box_lists], dim=0)
-    sizes = shapes_to_tensor([x.__len__() for x in box_lists])
-    return _convert_boxes_to_pooler_format(boxes, sizes)
+    if _is_tracing():
+        sizes = shapes_to_tensor([x.__len__() for x in box_lists])
+        return _convert_boxes_to_pooler_format(boxes, sizes)
+    # Image indices made on the device from host-known sizes: no blocking host-to-device copy.
+    indices = [torch.full((len(x), 1), i, dtype=boxes.dtype, device=boxes.device) for i, x in enumerate(box_lists)]
+    return cat([cat(indices, dim=0), boxes], dim=1)
+
+
+def _is_tracing() -> bool:
+    return is_fx_tracing() or (not torch.jit.is_scripting() and torch.jit.is_tracing())
 
 
 def _create_zeros(
@@ -152,6 +160,14 @@ class ROIPooler(nn.Module):
             box_lists, self.min_level, self.max_level, self.canonical_box_size, self.canonical_level
         )
         output = _create_zeros(pooler_fmt_boxes, x[0].shape[1], *self.output_size, x[0])
+        if not _is_tracing():
+            # Boxes grouped by level with one stable sort and one host copy of the counts,
+            # instead of a nonzero (and a host sync) per level; same indices, same order.
+            order = torch.argsort(levels, stable=True)
+            counts = torch.bincount(levels, minlength=num_levels).tolist()
+            for inds, pooler, features in zip(order.split(counts), self.level_poolers, x):
+                output.index_put_((inds,), pooler(features, pooler_fmt_boxes[inds]))
+            return output
         for level, pooler in enumerate(self.level_poolers):
             inds = nonzero_tuple(levels == level)[0]
             # index_put_ rather than masked assignment: traceable, and no dtype surprises.

@@ -5,6 +5,7 @@ from typing import Callable, List, Tuple, Type, Union
 import torch
 
 from detectron2.layers import batched_nms, batched_nms_rotated, cat, move_device_like
+from detectron2.layers.nms import nms_segments
 from detectron2.structures import Boxes, Instances, RotatedBoxes
 
 __all__ = ["find_top_rpn_proposals", "find_top_rrpn_proposals", "add_ground_truth_to_proposals"]
@@ -90,6 +91,52 @@ def _select_one_image(
     return result
 
 
+def _select_all_images(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    level_sizes: List[int],
+    image_sizes: List[Tuple[int, int]],
+    nms_thresh: float,
+    post_nms_topk: int,
+    min_box_size: float,
+    training: bool,
+) -> List[Instances]:
+    """_select_one_image for all images and levels at once, for axis-aligned boxes (N, K, 4).
+
+    The same steps with the same arithmetic, but nothing is removed before the NMS:
+    non-finite and small boxes are masked out of one segmented NMS (one launch for all
+    images and levels), so the host waits for the device once (twice in training).
+    """
+    finite = torch.isfinite(boxes).all(dim=2) & torch.isfinite(scores)
+    if training and not bool(finite.all()):
+        raise FloatingPointError("Predicted boxes or scores contain Inf/NaN. Training has diverged.")
+    # (N, 1, 4) upper bounds [w, h, w, h]: clamping to them equals Boxes.clip per image.
+    limits = torch.as_tensor([[w, h, w, h] for h, w in image_sizes], dtype=boxes.dtype)
+    limits = limits.to(boxes.device, non_blocking=True).unsqueeze(1)
+    boxes = torch.clamp(boxes, min=torch.zeros_like(limits), max=limits)
+    widths = boxes[..., 2] - boxes[..., 0]
+    heights = boxes[..., 3] - boxes[..., 1]
+    valid = finite & (widths > min_box_size) & (heights > min_box_size)
+    bounds = [0]
+    for size in level_sizes:
+        bounds.append(bounds[-1] + size)
+    # Boxes are float32 for the NMS, as batched_nms does for half inputs.
+    keep = nms_segments(boxes.float(), valid, bounds, nms_thresh)
+    # Survivors first, by decreasing score (stable: ties keep level, then rank, order).
+    ranked = scores.float().masked_fill(~keep, float("-inf"))
+    order = ranked.sort(dim=1, descending=True, stable=True)[1][:, :post_nms_topk]
+    counts = keep.sum(dim=1).clamp(max=post_nms_topk).tolist()
+    top_boxes = boxes.gather(1, order.unsqueeze(-1).expand(-1, -1, boxes.shape[2]))
+    top_scores = scores.gather(1, order)
+    results = []
+    for n, (image_size, count) in enumerate(zip(image_sizes, counts)):
+        result = Instances(image_size)
+        result.proposal_boxes = Boxes(top_boxes[n, :count])
+        result.objectness_logits = top_scores[n, :count]
+        results.append(result)
+    return results
+
+
 def _find_top_proposals(
     box_type: Type[Boxes],
     nms_fn: Callable,
@@ -104,6 +151,11 @@ def _find_top_proposals(
 ) -> List[Instances]:
     _check_dense_predictions(proposals, pred_objectness_logits, image_sizes, 5 if box_type is RotatedBoxes else 4)
     boxes, scores, levels = _topk_per_level(proposals, pred_objectness_logits, pre_nms_topk)
+    if box_type is Boxes and not _is_tracing() and not torch.jit.is_scripting():
+        level_sizes = [min(int(s.shape[1]), pre_nms_topk) for s in pred_objectness_logits]
+        return _select_all_images(
+            boxes, scores, level_sizes, image_sizes, nms_thresh, post_nms_topk, min_box_size, training
+        )
     return [
         _select_one_image(
             box_type(boxes[n]), scores[n], levels, image_size, nms_fn,

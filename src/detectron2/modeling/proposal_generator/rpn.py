@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from detectron2.config import configurable
-from detectron2.layers import Conv2d, ShapeSpec, cat
+from detectron2.layers import Conv2d, ShapeSpec, cat, nonzero_tuple
 from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
 from detectron2.utils.events import get_event_storage
 from detectron2.utils.memory import retry_if_cuda_oom
@@ -15,7 +15,7 @@ from detectron2.utils.registry import Registry
 from ..anchor_generator import build_anchor_generator
 from ..box_regression import Box2BoxTransform, _dense_box_regression_loss
 from ..matcher import Matcher
-from ..sampling import subsample_labels
+from ..sampling import subsample_labels, subsample_labels_batched
 from .build import PROPOSAL_GENERATOR_REGISTRY
 from .proposal_utils import find_top_rpn_proposals
 
@@ -285,6 +285,8 @@ class RPN(nn.Module):
                 (meaningful only where the label is 1).
         """
         anchors = type(anchors[0]).cat(anchors)
+        if type(self)._pairwise_iou is RPN._pairwise_iou and len(gt_instances) > 0:
+            return self._label_and_sample_batched(anchors, gt_instances)
         gt_labels, matched_gt_boxes = [], []
         for inst in gt_instances:
             gt_boxes_i = inst.gt_boxes
@@ -295,6 +297,42 @@ class RPN(nn.Module):
             labels_i, boxes_i = self._sample_and_gather(anchors, gt_boxes_i, matched_idxs, gt_labels_i)
             gt_labels.append(labels_i)
             matched_gt_boxes.append(boxes_i)
+        return gt_labels, matched_gt_boxes
+
+    def _label_and_sample_batched(
+        self, anchors: Boxes, gt_instances: List[Instances]
+    ) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+        """label_and_sample_anchors with the same results and random draws, but the host
+        waits for the device a fixed few times per batch, not several times per image:
+        the matcher's input check is made once for all images, and the sampling is
+        batched (subsample_labels_batched)."""
+        matched_idxs, labels, all_nonneg = [], [], None
+        for inst in gt_instances:
+            quality = retry_if_cuda_oom(self._pairwise_iou)(inst.gt_boxes, anchors)
+            nonneg = torch.all(quality >= 0)
+            all_nonneg = nonneg if all_nonneg is None else all_nonneg & nonneg
+            idxs_i, labels_i = retry_if_cuda_oom(self.anchor_matcher._match)(quality, check=False)
+            idxs_i = idxs_i.to(device=inst.gt_boxes.device)
+            labels_i = labels_i.to(device=inst.gt_boxes.device)
+            if self.anchor_boundary_thresh >= 0:
+                inside = anchors.inside_box(inst.image_size, self.anchor_boundary_thresh)
+                labels_i.masked_fill_(~inside, -1)
+            matched_idxs.append(idxs_i)
+            labels.append(labels_i)
+        assert bool(all_nonneg), "Matcher: match_quality_matrix must be >= 0"
+        labels = torch.stack(labels)
+        samples = subsample_labels_batched(labels, self.batch_size_per_image, self.positive_fraction, 0)
+        labels.fill_(-1)
+        gt_labels, matched_gt_boxes = [], []
+        for n, (inst, idxs_i, (pos_idx, neg_idx)) in enumerate(zip(gt_instances, matched_idxs, samples)):
+            labels[n].scatter_(0, pos_idx, 1)
+            labels[n].scatter_(0, neg_idx, 0)
+            gt_labels.append(labels[n])
+            if len(inst.gt_boxes) == 0:
+                # No ground truth: every anchor is negative, the boxes are never used.
+                matched_gt_boxes.append(torch.zeros_like(anchors.tensor))
+            else:
+                matched_gt_boxes.append(inst.gt_boxes.tensor[idxs_i])
         return gt_labels, matched_gt_boxes
 
     @torch.jit.unused
@@ -322,8 +360,10 @@ class RPN(nn.Module):
         gt_labels = torch.stack(gt_labels)  # (N, R)
         pos_mask = gt_labels == 1
         storage = get_event_storage()
-        storage.put_scalar("rpn/num_pos_anchors", pos_mask.sum().item() / num_images)
-        storage.put_scalar("rpn/num_neg_anchors", (gt_labels == 0).sum().item() / num_images)
+        # One host copy for both counts.
+        num_pos, num_neg = torch.stack([pos_mask.sum(), (gt_labels == 0).sum()]).tolist()
+        storage.put_scalar("rpn/num_pos_anchors", num_pos / num_images)
+        storage.put_scalar("rpn/num_neg_anchors", num_neg / num_images)
 
         localization_loss = _dense_box_regression_loss(
             anchors,
@@ -334,10 +374,10 @@ class RPN(nn.Module):
             box_reg_loss_type=self.box_reg_loss_type,
             smooth_l1_beta=self.smooth_l1_beta,
         )
-        valid_mask = gt_labels >= 0
+        valid = nonzero_tuple(gt_labels >= 0)  # one nonzero for both operands
         objectness_loss = F.binary_cross_entropy_with_logits(
-            cat(pred_objectness_logits, dim=1)[valid_mask],
-            gt_labels[valid_mask].to(torch.float32),
+            cat(pred_objectness_logits, dim=1)[valid],
+            gt_labels[valid].to(torch.float32),
             reduction="sum",
         )
         normalizer = self.batch_size_per_image * num_images

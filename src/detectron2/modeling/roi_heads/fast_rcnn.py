@@ -141,12 +141,14 @@ def _log_classification_stats(pred_logits: torch.Tensor, gt_classes: torch.Tenso
     bg_class_ind = pred_logits.shape[1] - 1
 
     fg_inds = (gt_classes >= 0) & (gt_classes < bg_class_ind)
-    num_fg = int(fg_inds.sum())
-    fg_gt_classes = gt_classes[fg_inds]
-    fg_pred_classes = pred_classes[fg_inds]
-    num_false_negative = int((fg_pred_classes == bg_class_ind).sum())
-    num_accurate = int((pred_classes == gt_classes).sum())
-    fg_num_accurate = int((fg_pred_classes == fg_gt_classes).sum())
+    # Masked counts instead of boolean indexing, and one host copy for all four.
+    counts = torch.stack([
+        fg_inds.sum(),
+        (fg_inds & (pred_classes == bg_class_ind)).sum(),
+        (pred_classes == gt_classes).sum(),
+        (fg_inds & (pred_classes == gt_classes)).sum(),
+    ])
+    num_fg, num_false_negative, num_accurate, fg_num_accurate = counts.tolist()
 
     storage = get_event_storage()
     storage.put_scalar(f"{prefix}/cls_accuracy", num_accurate / num_instances)

@@ -45,10 +45,14 @@ def _put_mask_stats(pred_mask_logits: torch.Tensor, gt_masks_bool: torch.Tensor)
     """Accuracy, false positive and false negative rates of the masks thresholded at
     logit 0 (probability 0.5)."""
     mask_incorrect = (pred_mask_logits > 0.0) != gt_masks_bool
-    mask_accuracy = 1 - (mask_incorrect.sum().item() / max(mask_incorrect.numel(), 1.0))
-    num_positive = gt_masks_bool.sum().item()
-    false_positive = (mask_incorrect & ~gt_masks_bool).sum().item() / max(gt_masks_bool.numel() - num_positive, 1.0)
-    false_negative = (mask_incorrect & gt_masks_bool).sum().item() / max(num_positive, 1.0)
+    # One host copy for the four counts.
+    num_incorrect, num_positive, num_false_positive, num_false_negative = torch.stack([
+        mask_incorrect.sum(), gt_masks_bool.sum(), (mask_incorrect & ~gt_masks_bool).sum(),
+        (mask_incorrect & gt_masks_bool).sum(),
+    ]).tolist()
+    mask_accuracy = 1 - (num_incorrect / max(mask_incorrect.numel(), 1.0))
+    false_positive = num_false_positive / max(gt_masks_bool.numel() - num_positive, 1.0)
+    false_negative = num_false_negative / max(num_positive, 1.0)
     storage = get_event_storage()
     storage.put_scalar("mask_rcnn/accuracy", mask_accuracy)
     storage.put_scalar("mask_rcnn/false_positive", false_positive)

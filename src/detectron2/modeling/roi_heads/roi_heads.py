@@ -17,7 +17,7 @@ from ..backbone.resnet import BottleneckBlock, ResNet
 from ..matcher import Matcher
 from ..poolers import ROIPooler
 from ..proposal_generator.proposal_utils import add_ground_truth_to_proposals
-from ..sampling import subsample_labels
+from ..sampling import subsample_labels, subsample_labels_batched
 from .box_head import build_box_head
 from .fast_rcnn import FastRCNNOutputLayers
 from .keypoint_head import build_keypoint_head
@@ -58,16 +58,21 @@ def select_foreground_proposals(
     """
     if not isinstance(proposals, (list, tuple)) or not all(isinstance(p, Instances) for p in proposals):
         raise TypeError("select_foreground_proposals: 'proposals' must be a list of Instances")
-    fg_proposals = []
     fg_selection_masks = []
     for proposals_per_image in proposals:
         if not proposals_per_image.has("gt_classes"):
             raise ValueError("select_foreground_proposals: the proposals need a 'gt_classes' field")
         gt_classes = proposals_per_image.gt_classes
-        fg_selection_mask = (gt_classes != -1) & (gt_classes != bg_label)
-        fg_idxs = nonzero_tuple(fg_selection_mask)[0]
-        fg_proposals.append(proposals_per_image[fg_idxs])
-        fg_selection_masks.append(fg_selection_mask)
+        fg_selection_masks.append((gt_classes != -1) & (gt_classes != bg_label))
+    if len(proposals) == 0:
+        return [], []
+    # One nonzero over all images and one host copy of the counts, not a nonzero per image.
+    counts = torch.stack([m.sum() for m in fg_selection_masks]).tolist()
+    all_idxs = nonzero_tuple(torch.cat(fg_selection_masks))[0]
+    fg_proposals, start = [], 0
+    for proposals_per_image, fg_idxs, mask in zip(proposals, all_idxs.split(counts), fg_selection_masks):
+        fg_proposals.append(proposals_per_image[fg_idxs - start])
+        start += mask.numel()
     return fg_proposals, fg_selection_masks
 
 
@@ -172,18 +177,57 @@ class ROIHeads(nn.Module):
             the indices of the sampled proposals, and their classes (background =
             num_classes).
         """
-        if gt_classes.numel() > 0:
-            gt_classes = gt_classes[matched_idxs]
-            gt_classes[matched_labels == 0] = self.num_classes
-            gt_classes[matched_labels == -1] = -1
-        else:
-            gt_classes = torch.zeros_like(matched_idxs) + self.num_classes
-
+        gt_classes = self._classes_of_matches(matched_idxs, matched_labels, gt_classes)
         sampled_fg_idxs, sampled_bg_idxs = subsample_labels(
             gt_classes, self.batch_size_per_image, self.positive_fraction, self.num_classes
         )
         sampled_idxs = torch.cat([sampled_fg_idxs, sampled_bg_idxs], dim=0)
         return sampled_idxs, gt_classes[sampled_idxs]
+
+    def _classes_of_matches(
+        self, matched_idxs: torch.Tensor, matched_labels: torch.Tensor, gt_classes: torch.Tensor
+    ) -> torch.Tensor:
+        """(R,) class of each proposal's match: background = num_classes, ignored = -1."""
+        if gt_classes.numel() > 0:
+            gt_classes = gt_classes[matched_idxs]
+            # masked_fill_ rather than boolean indexing: no host sync.
+            gt_classes.masked_fill_(matched_labels == 0, self.num_classes)
+            gt_classes.masked_fill_(matched_labels == -1, -1)
+            return gt_classes
+        return torch.zeros_like(matched_idxs) + self.num_classes
+
+    def _can_batch_sampling(self) -> bool:
+        # Subclasses that change the sampling or the matcher keep the per-image loop.
+        return type(self)._sample_proposals is ROIHeads._sample_proposals and isinstance(
+            self.proposal_matcher, Matcher
+        )
+
+    def _label_and_sample_batched(
+        self, proposals: List[Instances], targets: List[Instances]
+    ) -> List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, int]]:
+        """Matching per image without host syncs, the matcher's input check once for the
+        batch, and one batched sampling (same random draws as the per-image loop).
+        Returns per image: sampled indices, their classes, every proposal's matched gt
+        index, and the numbers of sampled foreground and background proposals."""
+        matched, classes, all_nonneg = [], [], None
+        for proposals_per_image, targets_per_image in zip(proposals, targets):
+            quality = self._match_quality(targets_per_image.gt_boxes, proposals_per_image.proposal_boxes)
+            nonneg = torch.all(quality >= 0)
+            all_nonneg = nonneg if all_nonneg is None else all_nonneg & nonneg
+            matched_idxs, matched_labels = self.proposal_matcher._match(quality, check=False)
+            matched.append(matched_idxs)
+            classes.append(self._classes_of_matches(matched_idxs, matched_labels, targets_per_image.gt_classes))
+        assert bool(all_nonneg), "Matcher: match_quality_matrix must be >= 0"
+        # Padding is -1 (ignored): never sampled, so each row samples as its image alone.
+        padded = torch.nn.utils.rnn.pad_sequence(classes, batch_first=True, padding_value=-1)
+        samples = subsample_labels_batched(
+            padded, self.batch_size_per_image, self.positive_fraction, self.num_classes
+        )
+        sampled = []
+        for gt_classes, matched_idxs, (fg_idxs, bg_idxs) in zip(classes, matched, samples):
+            sampled_idxs = torch.cat([fg_idxs, bg_idxs], dim=0)
+            sampled.append((sampled_idxs, gt_classes[sampled_idxs], matched_idxs, fg_idxs.numel(), bg_idxs.numel()))
+        return sampled
 
     def _match_quality(self, gt_boxes, proposal_boxes) -> torch.Tensor:
         """(G, R) IoU of gt and proposal boxes; rotated heads override this."""
@@ -211,6 +255,8 @@ class ROIHeads(nn.Module):
         if self.proposal_append_gt:
             proposals = add_ground_truth_to_proposals(targets, proposals)
 
+        if self._can_batch_sampling() and len(proposals) > 0:
+            return self._finish_batched_sampling(proposals, targets)
         proposals_with_gt = []
         num_fg_samples = []
         num_bg_samples = []
@@ -234,6 +280,27 @@ class ROIHeads(nn.Module):
             num_fg_samples.append(gt_classes.numel() - num_bg_samples[-1])
             proposals_with_gt.append(proposals_per_image)
 
+        storage = get_event_storage()
+        storage.put_scalar("roi_head/num_fg_samples", np.mean(num_fg_samples))
+        storage.put_scalar("roi_head/num_bg_samples", np.mean(num_bg_samples))
+        return proposals_with_gt
+
+    def _finish_batched_sampling(self, proposals: List[Instances], targets: List[Instances]) -> List[Instances]:
+        proposals_with_gt, num_fg_samples, num_bg_samples = [], [], []
+        sampled = self._label_and_sample_batched(proposals, targets)
+        for proposals_per_image, targets_per_image, item in zip(proposals, targets, sampled):
+            sampled_idxs, gt_classes, matched_idxs, num_fg, num_bg = item
+            proposals_per_image = proposals_per_image[sampled_idxs]
+            proposals_per_image.gt_classes = gt_classes
+            if len(targets_per_image) > 0:
+                sampled_targets = matched_idxs[sampled_idxs]
+                for name, value in targets_per_image.get_fields().items():
+                    if name.startswith("gt_") and not proposals_per_image.has(name):
+                        proposals_per_image.set(name, value[sampled_targets])
+            # Sampled foreground/background counts are known on the host: no sync.
+            num_fg_samples.append(num_fg)
+            num_bg_samples.append(num_bg)
+            proposals_with_gt.append(proposals_per_image)
         storage = get_event_storage()
         storage.put_scalar("roi_head/num_fg_samples", np.mean(num_fg_samples))
         storage.put_scalar("roi_head/num_bg_samples", np.mean(num_bg_samples))
