@@ -1,8 +1,10 @@
 // Rotated-box intersection geometry shared by the CPU and CUDA kernels of
 // box_iou_rotated and nms_rotated, so that both devices compute the same IoU.
 //
-// A box is (x_ctr, y_ctr, w, h, angle) with the angle in degrees, counter-clockwise;
-// a local point (u, v) maps to (x_ctr + u cos a - v sin a, y_ctr + u sin a + v cos a).
+// A box is (x_ctr, y_ctr, w, h, angle) with the angle in degrees, counter-clockwise on
+// screen in image coordinates (x right, y down), as upstream documents it and as
+// ROIAlignRotated samples: a local point (u, v) maps to
+// (x_ctr + u cos a + v sin a, y_ctr - u sin a + v cos a).
 // The overlap of two rectangles is convex, so its vertices are exactly the edge/edge
 // crossings plus the corners of each box lying inside the other. Sorting those points
 // by angle around their mean orders them along the hull; the shoelace formula then
@@ -49,8 +51,8 @@ D2_HOST_DEVICE T geometry_eps() {
   return sizeof(T) >= 8 ? T(1e-9) : T(1e-5);
 }
 
-// Corners in counter-clockwise order (in the (x right, y up) sense), relative to
-// (ox, oy). Also returns cos/sin of the angle for the containment test.
+// Corners in cyclic order, relative to (ox, oy). Also returns cos/sin of the angle
+// for the containment test.
 template <typename T>
 D2_HOST_DEVICE void box_corners(const Box<T>& b, T ox, T oy, Point<T> (&pts)[4], T& c, T& s) {
   const T theta = b.angle_deg * T(0.017453292519943295);  // pi / 180
@@ -61,8 +63,8 @@ D2_HOST_DEVICE void box_corners(const Box<T>& b, T ox, T oy, Point<T> (&pts)[4],
   const T us[4] = {-hw, hw, hw, -hw};
   const T vs[4] = {-hh, -hh, hh, hh};
   for (int k = 0; k < 4; ++k) {
-    pts[k].x = cx + us[k] * c - vs[k] * s;
-    pts[k].y = cy + us[k] * s + vs[k] * c;
+    pts[k].x = cx + us[k] * c + vs[k] * s;
+    pts[k].y = cy - us[k] * s + vs[k] * c;
   }
 }
 
@@ -71,8 +73,8 @@ D2_HOST_DEVICE void box_corners(const Box<T>& b, T ox, T oy, Point<T> (&pts)[4],
 template <typename T>
 D2_HOST_DEVICE bool contains(const Point<T>& p, T cx, T cy, T hw, T hh, T c, T s, T tol) {
   const T dx = p.x - cx, dy = p.y - cy;
-  const T u = dx * c + dy * s;
-  const T v = -dx * s + dy * c;
+  const T u = dx * c - dy * s;  // inverse of the box_corners map
+  const T v = dx * s + dy * c;
   return fabs(u) <= hw + tol && fabs(v) <= hh + tol;
 }
 
@@ -180,8 +182,8 @@ D2_HOST_DEVICE T aligned_intersection_area(const Box<T>& a, const Box<T>& b) {
   const T theta = a.angle_deg * T(0.017453292519943295);
   const T c = cos(theta), s = sin(theta);
   const T dx = b.x - a.x, dy = b.y - a.y;
-  const T u = dx * c + dy * s;
-  const T v = -dx * s + dy * c;
+  const T u = dx * c - dy * s;  // b's centre in a's frame (inverse of box_corners)
+  const T v = dx * s + dy * c;
   const T ow = fmin(a.w * T(0.5), u + b.w * T(0.5)) - fmax(-a.w * T(0.5), u - b.w * T(0.5));
   const T oh = fmin(a.h * T(0.5), v + b.h * T(0.5)) - fmax(-a.h * T(0.5), v - b.h * T(0.5));
   return ow > T(0) && oh > T(0) ? ow * oh : T(0);
