@@ -112,8 +112,7 @@ def ops_iou_pairs(b1: torch.Tensor, b2: torch.Tensor) -> np.ndarray:
     return pairwise_iou_rotated(b1, b2).diagonal().cpu().double().numpy()
 
 
-def greedy_nms(boxes, scores, threshold) -> list:
-    ious = exact_matrix(boxes, boxes)
+def greedy_nms(ious: np.ndarray, scores, threshold) -> list:
     order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
     suppressed = np.zeros(len(scores), dtype=bool)
     keep = []
@@ -124,16 +123,25 @@ def greedy_nms(boxes, scores, threshold) -> list:
     return keep
 
 
+def exact_self_matrix(boxes) -> np.ndarray:
+    n = len(boxes)
+    out = np.eye(n)
+    for i in range(n):
+        for j in range(i + 1, n):
+            out[i, j] = out[j, i] = exact_iou(boxes[i], boxes[j])
+    return out
+
+
 @pytest.mark.parametrize("threshold", [0.05, 0.3, 0.6])
 def test_nms_rotated_matches_exact_greedy_nms(device, threshold):
-    boxes = ref.random_boxes(150, seed=23, spread=60.0, angle_range=720.0)
-    scores = np.random.RandomState(24).permutation(150) / 150.0
-    exact = exact_matrix(boxes, boxes)
+    boxes = ref.random_boxes(90, seed=23, spread=20.0, angle_range=720.0)
+    scores = np.random.RandomState(24).permutation(90) / 90.0
+    exact = exact_self_matrix(boxes)
     assert np.abs(exact - threshold).min() > 1e-6  # no decision within rounding of the threshold
     keep = nms_rotated(_t(boxes, device=device), _t(scores, device=device), threshold)
-    expected = greedy_nms(boxes, scores, threshold)
+    expected = greedy_nms(exact, scores, threshold)
     assert keep.tolist() == expected
-    assert 10 < len(expected) < 140
+    assert 5 < len(expected) < 85
 
 
 def _indicator(box, height: int, width: int) -> torch.Tensor:
@@ -148,7 +156,7 @@ def _indicator(box, height: int, width: int) -> torch.Tensor:
 @pytest.mark.parametrize("angle", [0.0, 30.0, -75.0, 135.0, 400.0])
 def test_roi_align_rotated_samples_inside_the_iou_polygon(device, angle):
     # The box pooled over its own indicator: bins away from the border see only 1s.
-    box = [64.0, 60.0, 70.0, 36.0, angle]
+    box = [64.0, 60.0, 90.0, 24.0, angle]
     feature = _indicator(box, 128, 128).to(device)
     roi = _t([[0.0] + box], device=device)
     pooled = roi_align_rotated(feature, roi, (5, 5), 1.0, 2)[0, 0].cpu()
@@ -156,7 +164,7 @@ def test_roi_align_rotated_samples_inside_the_iou_polygon(device, angle):
     if angle % 90 != 0:
         # The mirrored angle samples outside: this check can fail.
         mirrored = roi_align_rotated(feature, _t([[0.0] + box[:4] + [-angle]], device=device), (5, 5), 1.0, 2)
-        assert mirrored[0, 0, 1:-1, 1:-1].min() < 0.5
+        assert mirrored[0, 0].mean() < pooled.mean() - 0.2
 
 
 def test_roi_align_rotated_overlap_agrees_with_box_iou_rotated(device):
@@ -165,9 +173,10 @@ def test_roi_align_rotated_overlap_agrees_with_box_iou_rotated(device):
     rng = np.random.RandomState(25)
     pairs = []
     for _ in range(12):
-        a = [100.0 + rng.uniform(-10, 10), 100.0 + rng.uniform(-10, 10), rng.uniform(50, 90), rng.uniform(30, 60),
+        # Elongated boxes: the overlap then depends strongly on the sense of rotation.
+        a = [100.0 + rng.uniform(-10, 10), 100.0 + rng.uniform(-10, 10), rng.uniform(70, 110), rng.uniform(20, 35),
              rng.uniform(-720, 720)]
-        b = [a[0] + rng.uniform(-25, 25), a[1] + rng.uniform(-25, 25), rng.uniform(40, 80), rng.uniform(30, 60),
+        b = [a[0] + rng.uniform(-20, 20), a[1] + rng.uniform(-20, 20), rng.uniform(60, 100), rng.uniform(20, 35),
              rng.uniform(-720, 720)]
         pairs.append((a, b))
     from_pooling, from_iou, mirrored = [], [], []
@@ -182,4 +191,4 @@ def test_roi_align_rotated_overlap_agrees_with_box_iou_rotated(device):
         mirrored.append(flipped.mean().item())
     # Rasterising at 1 px blurs the edges: a few percent of the area at these sizes.
     np.testing.assert_allclose(from_pooling, from_iou, atol=0.04, rtol=0)
-    assert np.abs(np.array(mirrored) - np.array(from_iou)).max() > 0.1  # the check has power
+    assert np.abs(np.array(mirrored) - np.array(from_iou)).max() > 0.15  # the check has power

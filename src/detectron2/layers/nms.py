@@ -73,7 +73,7 @@ def batched_nms_rotated(
     lo = low.min()
     span = (high.max() - lo) + 1
     max_coord = float(span) * float(ranks.max() + 1)
-    if not (max_coord < _MAX_SAFE_OFFSET_COORD):
+    if not (max_coord < 1048576.0):  # _MAX_SAFE_OFFSET_COORD (a literal: TorchScript has no float globals)
         return _batched_nms_rotated_loop(boxes, scores, ranks, iou_threshold)
     shifted = boxes.clone()  # never modify the caller's boxes
     shifted[:, :2] += (ranks.to(boxes.dtype) * span - lo)[:, None]

@@ -24,6 +24,7 @@ using std::cos;
 using std::fabs;
 using std::fmax;
 using std::fmin;
+using std::fmod;
 using std::sin;
 using std::sqrt;
 
@@ -45,17 +46,28 @@ D2_HOST_DEVICE T cross(const Point<T>& a, const Point<T>& b) {
   return a.x * b.y - a.y * b.x;
 }
 
-// Relative tolerance for "on the boundary" decisions.
+// Relative tolerance (times the largest box side) for "on the boundary" decisions: a
+// few ulps of the local coordinates. Keep it small: a corner accepted as inside by the
+// tolerance but lying outside adds a sliver of up to tol x side, which for thin boxes
+// (aspect ratios in the thousands) is a visible part of their area.
 template <typename T>
 D2_HOST_DEVICE T geometry_eps() {
-  return sizeof(T) >= 8 ? T(1e-9) : T(1e-5);
+  return sizeof(T) >= 8 ? T(1e-12) : T(1e-6);
+}
+
+// Degrees to radians after an exact reduction into (-360, 360): angles a whole number
+// of turns apart then give bit-identical corners, and large angles keep their
+// precision.
+template <typename T>
+D2_HOST_DEVICE T angle_radians(T degrees) {
+  return fmod(degrees, T(360)) * T(0.017453292519943295);  // pi / 180
 }
 
 // Corners in cyclic order, relative to (ox, oy). Also returns cos/sin of the angle
 // for the containment test.
 template <typename T>
 D2_HOST_DEVICE void box_corners(const Box<T>& b, T ox, T oy, Point<T> (&pts)[4], T& c, T& s) {
-  const T theta = b.angle_deg * T(0.017453292519943295);  // pi / 180
+  const T theta = angle_radians(b.angle_deg);
   c = cos(theta);
   s = sin(theta);
   const T cx = b.x - ox, cy = b.y - oy;
@@ -179,7 +191,7 @@ D2_HOST_DEVICE T intersection_area(const Box<T>& a, const Box<T>& b) {
 // Exact, and much cheaper than the polygon path (angle-0 boxes, shared anchor angles).
 template <typename T>
 D2_HOST_DEVICE T aligned_intersection_area(const Box<T>& a, const Box<T>& b) {
-  const T theta = a.angle_deg * T(0.017453292519943295);
+  const T theta = angle_radians(a.angle_deg);
   const T c = cos(theta), s = sin(theta);
   const T dx = b.x - a.x, dy = b.y - a.y;
   const T u = dx * c - dy * s;  // b's centre in a's frame (inverse of box_corners)
@@ -189,9 +201,26 @@ D2_HOST_DEVICE T aligned_intersection_area(const Box<T>& a, const Box<T>& b) {
   return ow > T(0) && oh > T(0) ? ow * oh : T(0);
 }
 
+// Lexicographic order of the 5 values (NaN compares as neither less nor greater).
+template <typename T>
+D2_HOST_DEVICE bool box_less(const T* a, const T* b) {
+  for (int k = 0; k < 5; ++k) {
+    if (a[k] < b[k]) return true;
+    if (b[k] < a[k]) return false;
+  }
+  return false;
+}
+
 // IoU of two boxes given as 5 consecutive values; 0 for empty or degenerate boxes.
+// The pair is put in a canonical order first, so that IoU(a, b) and IoU(b, a) are the
+// same number bit for bit (the polygon arithmetic itself depends on the order).
 template <typename T>
 D2_HOST_DEVICE T single_box_iou(const T* raw_a, const T* raw_b) {
+  if (box_less(raw_b, raw_a)) {
+    const T* t = raw_a;
+    raw_a = raw_b;
+    raw_b = t;
+  }
   const Box<T> a = {raw_a[0], raw_a[1], raw_a[2], raw_a[3], raw_a[4]};
   const Box<T> b = {raw_b[0], raw_b[1], raw_b[2], raw_b[3], raw_b[4]};
   const T area_a = a.w * a.h;

@@ -64,7 +64,7 @@ at::Tensor forward_cuda(
   const int64_t num_rois = rois.size(0), channels = input.size(1), height = input.size(2), width = input.size(3);
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   at::Tensor output;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), op, [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "roi_align_rotated_forward", [&] {
     using T = cuda_type_t<scalar_t>;
     PendingRoiCheck check = PendingRoiCheck::template make<T>(rois, input.size(0), stream);
     if (height == 0 || width == 0) {
@@ -97,7 +97,7 @@ at::Tensor backward_cuda(
   const bool half = grad.scalar_type() == at::kHalf || grad.scalar_type() == at::kBFloat16;
   at::Tensor grad_input = at::zeros(
       {batch_size, channels, height, width}, grad.options().dtype(half ? at::kFloat : grad.scalar_type()));
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), op, [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "roi_align_rotated_backward", [&] {
     using T = cuda_type_t<scalar_t>;
     using A = std::conditional_t<std::is_same<scalar_t, double>::value, double, float>;
     PendingRoiCheck check = PendingRoiCheck::template make<T>(rois, batch_size, stream);
