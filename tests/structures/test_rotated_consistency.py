@@ -175,3 +175,10 @@ def test_rotated_evaluator_iou_is_exact():
             inter = pp.intersection(qq).area
             assert got[i, j] == pytest.approx(inter / (pp.area + qq.area - inter), abs=2e-5)
     assert (got > 0.05).sum() >= 4
+
+
+def test_visualizer_draws_the_same_polygon():
+    from detectron2.utils.visualizer import _rotated_box_corners
+
+    for box in random_boxes(20, seed=16):
+        same_polygon(box, _rotated_box_corners(*box))

@@ -46,10 +46,11 @@ D2_HOST_DEVICE T cross(const Point<T>& a, const Point<T>& b) {
   return a.x * b.y - a.y * b.x;
 }
 
-// Relative tolerance (times the largest box side) for "on the boundary" decisions: a
-// few ulps of the local coordinates. Keep it small: a corner accepted as inside by the
-// tolerance but lying outside adds a sliver of up to tol x side, which for thin boxes
-// (aspect ratios in the thousands) is a visible part of their area.
+// Relative tolerance of "on the boundary" decisions: a few ulps of the coordinates
+// involved. It scales with the magnitude of the point and the centre (the rounding
+// they carry), not with the box sides: a corner accepted as inside by the tolerance
+// while lying outside adds a sliver, which for thin boxes (aspect ratios in the
+// thousands) would be a visible part of their area.
 template <typename T>
 D2_HOST_DEVICE T geometry_eps() {
   return sizeof(T) >= 8 ? T(1e-12) : T(1e-6);
@@ -81,9 +82,10 @@ D2_HOST_DEVICE void box_corners(const Box<T>& b, T ox, T oy, Point<T> (&pts)[4],
 }
 
 // Whether p (relative to the same origin as the box centre (cx, cy)) lies inside the
-// box, with a tolerance that keeps shared corners of identical boxes.
+// box, up to the rounding of the coordinates (so that shared corners count as inside).
 template <typename T>
-D2_HOST_DEVICE bool contains(const Point<T>& p, T cx, T cy, T hw, T hh, T c, T s, T tol) {
+D2_HOST_DEVICE bool contains(const Point<T>& p, T cx, T cy, T hw, T hh, T c, T s) {
+  const T tol = geometry_eps<T>() * (fabs(p.x) + fabs(p.y) + fabs(cx) + fabs(cy));
   const T dx = p.x - cx, dy = p.y - cy;
   const T u = dx * c - dy * s;  // inverse of the box_corners map
   const T v = dx * s + dy * c;
@@ -148,22 +150,20 @@ D2_HOST_DEVICE T intersection_area(const Box<T>& a, const Box<T>& b) {
   T ca, sa, cb, sb;
   box_corners(a, ox, oy, pa, ca, sa);
   box_corners(b, ox, oy, pb, cb, sb);
-  const T scale = fmax(fmax(a.w, a.h), fmax(b.w, b.h));
-  const T tol = geometry_eps<T>() * scale;
 
   Point<T> pts[kMaxPoints];
   int n = 0;
   const T ax = a.x - ox, ay = a.y - oy, bx = b.x - ox, by = b.y - oy;
   for (int k = 0; k < 4; ++k) {
-    if (contains(pa[k], bx, by, b.w * T(0.5), b.h * T(0.5), cb, sb, tol)) {
+    if (contains(pa[k], bx, by, b.w * T(0.5), b.h * T(0.5), cb, sb)) {
       pts[n++] = pa[k];
     }
-    if (contains(pb[k], ax, ay, a.w * T(0.5), a.h * T(0.5), ca, sa, tol)) {
+    if (contains(pb[k], ax, ay, a.w * T(0.5), a.h * T(0.5), ca, sa)) {
       pts[n++] = pb[k];
     }
   }
   // Edge crossings: p + t d = q + u e with t, u in [0, 1]. Parallel edges contribute
-  // through the containment test above.
+  // through the containment test above (their crossings, if any, are corners).
   for (int i = 0; i < 4; ++i) {
     const Point<T> p = pa[i];
     const Point<T> d = {pa[(i + 1) & 3].x - p.x, pa[(i + 1) & 3].y - p.y};
@@ -178,9 +178,12 @@ D2_HOST_DEVICE T intersection_area(const Box<T>& a, const Box<T>& b) {
       const T t = cross(qp, e) / den;
       const T u = cross(qp, d) / den;
       if (t >= T(0) && t <= T(1) && u >= T(0) && u <= T(1)) {
-        pts[n].x = p.x + t * d.x;
-        pts[n].y = p.y + t * d.y;
-        ++n;
+        // The point lies on a's edge by construction. For nearly parallel edges den is
+        // rounding noise and so are t and u: keep the point only if it is really on b.
+        const Point<T> x = {p.x + t * d.x, p.y + t * d.y};
+        if (contains(x, bx, by, b.w * T(0.5), b.h * T(0.5), cb, sb)) {
+          pts[n++] = x;
+        }
       }
     }
   }
