@@ -83,9 +83,10 @@ D2_HOST_DEVICE void box_corners(const Box<T>& b, T ox, T oy, Point<T> (&pts)[4],
 
 // Whether p (relative to the same origin as the box centre (cx, cy)) lies inside the
 // box, up to the rounding of the coordinates (so that shared corners count as inside).
+// `extent` adds the magnitude of the values p was computed from, if larger.
 template <typename T>
-D2_HOST_DEVICE bool contains(const Point<T>& p, T cx, T cy, T hw, T hh, T c, T s) {
-  const T tol = geometry_eps<T>() * (fabs(p.x) + fabs(p.y) + fabs(cx) + fabs(cy));
+D2_HOST_DEVICE bool contains(const Point<T>& p, T cx, T cy, T hw, T hh, T c, T s, T extent = T(0)) {
+  const T tol = geometry_eps<T>() * (fabs(p.x) + fabs(p.y) + fabs(cx) + fabs(cy) + extent);
   const T dx = p.x - cx, dy = p.y - cy;
   const T u = dx * c - dy * s;  // inverse of the box_corners map
   const T v = dx * s + dy * c;
@@ -181,7 +182,8 @@ D2_HOST_DEVICE T intersection_area(const Box<T>& a, const Box<T>& b) {
         // The point lies on a's edge by construction. For nearly parallel edges den is
         // rounding noise and so are t and u: keep the point only if it is really on b.
         const Point<T> x = {p.x + t * d.x, p.y + t * d.y};
-        if (contains(x, bx, by, b.w * T(0.5), b.h * T(0.5), cb, sb)) {
+        const T extent = fabs(p.x) + fabs(p.y) + fabs(d.x) + fabs(d.y) + fabs(q.x) + fabs(q.y) + fabs(e.x) + fabs(e.y);
+        if (contains(x, bx, by, b.w * T(0.5), b.h * T(0.5), cb, sb, extent)) {
           pts[n++] = x;
         }
       }
