@@ -248,6 +248,10 @@ else:
     @SETTINGS
     @given(pair())
     def test_property_equals_exact_iou_float32(dev, ab):
+        # float32 corners carry ~6e-8 x the long side: beyond an aspect ratio of 1000
+        # that is no longer small against the short side (use float64 there).
+        aspect = max(box[0, 2:4].max() / box[0, 2:4].min() for box in ab)
+        hypothesis.assume(aspect <= 1e3)
         check_exact(*ab, torch.float32, dev)
 
     @pytest.mark.parametrize("dev", _device_params())
