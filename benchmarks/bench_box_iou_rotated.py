@@ -30,8 +30,9 @@ def _corners(b: torch.Tensor) -> torch.Tensor:
     c, s = torch.cos(t), torch.sin(t)
     u = torch.tensor([-0.5, 0.5, 0.5, -0.5], device=b.device)[None] * b[:, 2:3]
     v = torch.tensor([-0.5, -0.5, 0.5, 0.5], device=b.device)[None] * b[:, 3:4]
-    x = b[:, 0:1] + u * c[:, None] - v * s[:, None]
-    y = b[:, 1:2] + u * s[:, None] + v * c[:, None]
+    # Counter-clockwise on screen (y down): local (u, v) -> (x + u cos + v sin, y - u sin + v cos).
+    x = b[:, 0:1] + u * c[:, None] + v * s[:, None]
+    y = b[:, 1:2] - u * s[:, None] + v * c[:, None]
     return torch.stack([x, y], dim=-1)  # (N, 4, 2)
 
 
@@ -43,8 +44,8 @@ def _inside(pts: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """pts (n, M, 4, 2) against boxes broadcast as (n|1, M|1, 5)."""
     t = torch.deg2rad(boxes[..., 4])[..., None]
     d = pts - boxes[..., None, :2]
-    u = d[..., 0] * torch.cos(t) + d[..., 1] * torch.sin(t)
-    v = -d[..., 0] * torch.sin(t) + d[..., 1] * torch.cos(t)
+    u = d[..., 0] * torch.cos(t) - d[..., 1] * torch.sin(t)  # inverse of _corners' map
+    v = d[..., 0] * torch.sin(t) + d[..., 1] * torch.cos(t)
     tol = 1e-5 * boxes[..., 2:4].max(dim=-1).values[..., None]
     return (u.abs() <= boxes[..., 2:3] / 2 + tol) & (v.abs() <= boxes[..., 3:4] / 2 + tol)
 

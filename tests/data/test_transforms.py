@@ -189,10 +189,11 @@ def test_rotated_box_hflip_and_resize():
     np.testing.assert_allclose(
         t.apply_rotated_box(np.array([[10, 10, 8, 4, 90.0]])), [[30, 10, 8, 12, 90]], atol=1e-9
     )
-    # 45 degrees under sx = 3: the width direction (1, -1) becomes (3, -1).
+    # 45 degrees under sx = 3: the width direction (1, -1) becomes (3, -1), the height
+    # direction (1, 1) becomes (3, 1) and sets the angle (as RotatedBoxes.scale).
     r = t.apply_rotated_box(np.array([[0, 0, np.sqrt(2), np.sqrt(2), 45.0]]))[0]
     np.testing.assert_allclose(r[2], np.sqrt(10))
-    np.testing.assert_allclose(r[4], np.rad2deg(np.arctan2(1, 3)))
+    np.testing.assert_allclose(r[4], np.rad2deg(np.arctan2(3, 1)))
     np.testing.assert_allclose(T.NoOpTransform().apply_rotated_box(boxes), boxes)
 
 

@@ -2,15 +2,23 @@
 
 Independent of the C++ code: the overlap is found by Sutherland-Hodgman clipping of one
 rectangle against the other (in float64), not from intersection points and a hull.
+
+Convention (upstream's, documented): (x_ctr, y_ctr, w, h, angle in degrees), the angle
+counter-clockwise *on screen* in image coordinates, where y points down. A local point
+(u, v) of the unrotated box therefore lands at (x + u cos a + v sin a, y - u sin a + v cos a):
+with a = 90 the box's right edge (u = w/2) moves to the top of the image (smaller y).
 """
 import numpy as np
 
 
 def corners(box) -> np.ndarray:
-    """(4, 2) corners, counter-clockwise, of (x_ctr, y_ctr, w, h, angle_degrees)."""
+    """(4, 2) image-space corners of (x_ctr, y_ctr, w, h, angle_degrees), in cyclic order
+    (counter-clockwise in the x-right/y-up sense, so that the clipper's "left of an
+    edge" is the inside)."""
     x, y, w, h, a = (float(v) for v in box)
     t = np.deg2rad(a)
-    rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    # Rows map local (u, v) to image (x, y): x = u cos + v sin, y = -u sin + v cos.
+    rot = np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]])
     local = np.array([[-w, -h], [w, -h], [w, h], [-w, h]]) / 2
     return local @ rot.T + np.array([x, y])
 
@@ -75,7 +83,7 @@ def nms(boxes, scores, threshold: float) -> list:
     return keep
 
 
-def random_boxes(n: int, seed: int, spread: float = 50.0, angle_range: float = 360.0) -> np.ndarray:
+def random_boxes(n: int, seed: int, spread: float = 50.0, angle_range: float = 720.0) -> np.ndarray:
     rng = np.random.RandomState(seed)
     centers = rng.uniform(0, spread, size=(n, 2))
     sizes = rng.uniform(1, 30, size=(n, 2))

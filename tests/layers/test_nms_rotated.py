@@ -184,3 +184,17 @@ def test_batched_empty_and_half(device):
     full = batched_nms_rotated(_t(boxes, torch.float16, device).float(),
                                _t(scores, torch.float16, device).float(), idxs, 0.5)
     assert half.tolist() == full.tolist()
+
+
+@pytest.mark.parametrize("spread", [60.0, 1e7])
+def test_torchscript_matches_eager(device, spread):
+    # Upstream scripts these; the lazy _C loader (a `global`) must stay out of the way.
+    scripted = torch.jit.script(nms_rotated)
+    scripted_batched = torch.jit.script(batched_nms_rotated)
+    boxes, scores = _boxes_scores(90, seed=10, spread=50)
+    boxes[:, :4] *= spread / 60  # the large spread takes the per-class loop
+    b, s = _t(boxes, device=device), _t(scores, device=device)
+    idxs = torch.as_tensor(np.random.RandomState(11).randint(0, 4, 90), device=device)
+    assert scripted(b, s, 0.3).tolist() == nms_rotated(b, s, 0.3).tolist()
+    assert scripted_batched(b, s, idxs, 0.3).tolist() == batched_nms_rotated(b, s, idxs, 0.3).tolist()
+    assert len(scripted_batched(b, s, idxs, 0.3)) > len(scripted(b, s, 0.3))

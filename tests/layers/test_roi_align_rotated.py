@@ -207,6 +207,39 @@ def test_bad_scalars(device, kwargs, msg):
         forward(x, rois, **kwargs)
 
 
+@pytest.mark.parametrize("ratio", [257, 10**6, 2**40])
+def test_huge_sampling_ratio_is_rejected(device, ratio):
+    # Issue 15: such a ratio used to run for hours (ratio^2 samples per bin).
+    x = torch.randn(1, 3, 8, 8, device=device)
+    rois = torch.tensor([[0, 4.0, 4.0, 3, 3, 30]], device=device)
+    with pytest.raises(ValueError, match="'sampling_ratio' must be at most 256"):
+        forward(x, rois, ratio=ratio)
+    with pytest.raises(ValueError, match="'sampling_ratio' must be at most 256"):
+        ops().roi_align_rotated_backward(torch.zeros(1, 3, 7, 7, device=device), rois, 1.0, 7, 7, 1, 3, 8, 8, ratio)
+    with pytest.raises(ValueError, match="'sampling_ratio'"):
+        ROIAlignRotated((7, 7), 1.0, ratio)(x, rois)
+
+
+def test_sampling_ratio_at_the_cap_matches_reference(device):
+    x = torch.randn(1, 2, 9, 11, dtype=torch.float64, device=device)
+    rois = random_rois(2, 1, 9, 11, seed=5).to(device)
+    expected = roi_align_rotated_ref(x.cpu(), rois.cpu(), (2, 2), 1.0, 256)
+    torch.testing.assert_close(forward(x, rois, (2, 2), 1.0, 256).cpu(), expected)
+
+
+@pytest.mark.parametrize("size", [1e9, 3e38])
+def test_huge_roi_under_adaptive_sampling_is_capped(device, size):
+    # Issue 15: adaptive sampling gave ceil(size / 7) samples per bin side. The count is
+    # capped at 256 per side, so the call finishes at once and equals sampling_ratio=256.
+    x = torch.randn(1, 2, 16, 16, device=device)
+    rois = torch.tensor([[0, 8.0, 8.0, size, size, 30.0], [0, 8.0, 8.0, size, 4.0, 0.0]], device=device)
+    out = forward(x, rois, (7, 7), 1.0, 0)
+    torch.testing.assert_close(out[:1], forward(x, rois[:1], (7, 7), 1.0, 256))
+    assert torch.isfinite(out).all()
+    grad = ops().roi_align_rotated_backward(torch.ones_like(out), rois, 1.0, 7, 7, 1, 2, 16, 16, 0)
+    assert torch.isfinite(grad).all()
+
+
 def test_bad_backward_arguments(device):
     rois = torch.tensor([[0, 4.0, 4.0, 3, 3, 0]], device=device)
     grad = torch.zeros(1, 3, 7, 7, device=device)

@@ -25,6 +25,17 @@ def load_C() -> types.ModuleType:
     return _C_MODULE
 
 
+def try_load_C() -> bool:
+    """Load _C if it can be loaded, without raising: lets TorchScript resolve
+    ``torch.ops.detectron2.*`` in scripted functions, while importing detectron2.layers
+    still works without _C (the first call then raises load_C's clear error)."""
+    try:
+        load_C()
+    except ImportError:
+        return False
+    return True
+
+
 def ops():
     """The ``torch.ops.detectron2`` namespace, after making sure _C is loaded."""
     load_C()

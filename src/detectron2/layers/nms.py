@@ -6,7 +6,11 @@ from torchvision.ops import boxes as box_ops
 from torchvision.ops import nms  # noqa: F401  (re-exported as detectron2.layers.nms)
 
 from ._checks import BadInputError, BadTypeError, describe
-from ._ops import ops
+from ._ops import load_C, ops, try_load_C
+
+# torch.jit.script(nms_rotated) resolves torch.ops.detectron2.nms_rotated when it
+# compiles, so the op must be registered by then (best effort: no error here).
+try_load_C()
 
 # Above this magnitude float32 spacing exceeds ~1/8 px, so class offsets would blur boxes.
 _MAX_SAFE_OFFSET_COORD = 2.0**20
@@ -66,10 +70,11 @@ def nms_segments(
 
 def nms_rotated(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
     """
-    Greedy NMS of rotated boxes.
+    Greedy NMS of rotated boxes. Scriptable with torch.jit.script.
 
     Args:
-        boxes (Tensor): (N, 5) boxes as (x_ctr, y_ctr, width, height, angle_degrees).
+        boxes (Tensor): (N, 5) boxes as (x_ctr, y_ctr, width, height, angle_degrees),
+            the angle counter-clockwise on screen (y pointing down).
         scores (Tensor): (N,) scores, same dtype and device as ``boxes``.
         iou_threshold (float): a box is dropped when its IoU with a kept, higher-scoring
             box is greater than this.
@@ -77,14 +82,16 @@ def nms_rotated(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float)
     Returns:
         Tensor: int64 indices of the kept boxes, by decreasing score (ties keep input order).
     """
-    return ops().nms_rotated(boxes, scores, float(iou_threshold))
+    if not torch.jit.is_scripting():
+        load_C()  # a clear error when _C is missing, instead of a missing-op one
+    return torch.ops.detectron2.nms_rotated(boxes, scores, float(iou_threshold))
 
 
 def batched_nms_rotated(
     boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_threshold: float
 ) -> torch.Tensor:
     """
-    NMS of rotated boxes run independently per category ``idxs``.
+    NMS of rotated boxes run independently per category ``idxs``. Scriptable.
 
     Boxes of different categories are moved apart (an offset per category larger than
     the extent of all boxes, bounded by their half-diagonals, which covers any rotation)
@@ -100,13 +107,14 @@ def batched_nms_rotated(
     boxes = boxes.float()  # half precision cannot hold the offsets
     scores = scores.to(boxes.dtype)
     # Dense category ranks keep offsets small however large the category ids are.
-    _, ranks = torch.unique(idxs, return_inverse=True)
+    ranks = torch.unique(idxs, return_inverse=True)[1]
     radius = torch.sqrt(boxes[:, 2] ** 2 + boxes[:, 3] ** 2) / 2
     low = torch.min(boxes[:, 0], boxes[:, 1]) - radius
     high = torch.max(boxes[:, 0], boxes[:, 1]) + radius
-    lo, span = low.min(), (high.max() - low.min()) + 1
+    lo = low.min()
+    span = (high.max() - lo) + 1
     max_coord = float(span) * float(ranks.max() + 1)
-    if not (max_coord < _MAX_SAFE_OFFSET_COORD):
+    if not (max_coord < 1048576.0):  # _MAX_SAFE_OFFSET_COORD (a literal: TorchScript has no float globals)
         return _batched_nms_rotated_loop(boxes, scores, ranks, iou_threshold)
     shifted = boxes.clone()  # never modify the caller's boxes
     shifted[:, :2] += (ranks.to(boxes.dtype) * span - lo)[:, None]
@@ -117,7 +125,7 @@ def _batched_nms_rotated_loop(
     boxes: torch.Tensor, scores: torch.Tensor, ranks: torch.Tensor, iou_threshold: float
 ) -> torch.Tensor:
     # One NMS per category: exact for any coordinate range.
-    kept = []
+    kept: List[torch.Tensor] = []
     for r in torch.unique(ranks):
         members = torch.nonzero(ranks == r).flatten()
         kept.append(members[nms_rotated(boxes[members], scores[members], iou_threshold)])

@@ -57,8 +57,10 @@ class ROIAlignRotated(nn.Module):
             output_size (int, tuple[int]): h, w of the pooled output.
             spatial_scale (float): scale of the input map relative to the rois' frame,
                 e.g. 1/16 for a stride-16 feature map.
-            sampling_ratio (int): samples per bin along each side; <= 0 picks
-                ceil(roi_size / output_size) adaptively.
+            sampling_ratio (int): samples per bin along each side, at most 256 (a
+                larger value raises ValueError: the work grows with its square); <= 0
+                picks ceil(roi_size / output_size) adaptively, capped at 256, which
+                only changes rois over 256 bins' worth of feature-map pixels long.
 
         Like ROIAlign(aligned=True): a pixel's centre is at its index + 0.5, so the
         roi centre is shifted by -0.5 before sampling.
@@ -73,7 +75,8 @@ class ROIAlignRotated(nn.Module):
         Args:
             input: NCHW feature map.
             rois: (K, 6): batch index, then the rotated box (x_ctr, y_ctr, w, h, angle
-                in degrees, counter-clockwise).
+                in degrees, counter-clockwise on screen with y pointing down: the
+                convention of box_iou_rotated and RotatedBoxes).
         """
         assert rois.dim() == 2 and rois.size(1) == 6, "rois must have shape (K, 6)"
         orig_dtype = input.dtype

@@ -285,11 +285,14 @@ def HFlip_rotated_box(transform: HFlipTransform, rotated_boxes: np.ndarray) -> n
 
 
 def Resize_rotated_box(transform: ResizeTransform, rotated_boxes: np.ndarray) -> np.ndarray:
-    """Scale (N, 5) XYWHA boxes by an anisotropic resize.
+    """Scale (N, 5) XYWHA boxes by an anisotropic resize, exactly as RotatedBoxes.scale.
 
-    A box edge along direction (cos t, -sin t) becomes (sx cos t, -sy sin t), so the
-    sides stretch by the norms of those vectors and the angle follows the stretched
-    width direction.
+    With y pointing down and the angle counter-clockwise on screen, a box's width edge
+    runs along (cos t, -sin t) and its height edge along (sin t, cos t). After the
+    resize they are (sx cos t, -sy sin t) and (sx sin t, sy cos t): the sides take the
+    lengths of those vectors and the angle is that of the stretched height edge,
+    atan2(sx sin t, sy cos t) (upstream's choice; exact when sx == sy or t is a
+    multiple of 90 degrees, where the stretched box is still a rectangle).
     """
     sx = transform.new_w * 1.0 / transform.w
     sy = transform.new_h * 1.0 / transform.h
@@ -300,10 +303,23 @@ def Resize_rotated_box(transform: ResizeTransform, rotated_boxes: np.ndarray) ->
     c, s = np.cos(theta), np.sin(theta)
     rotated_boxes[:, 2] *= np.sqrt(np.square(sx * c) + np.square(sy * s))
     rotated_boxes[:, 3] *= np.sqrt(np.square(sx * s) + np.square(sy * c))
-    rotated_boxes[:, 4] = np.rad2deg(np.arctan2(sy * s, sx * c))
+    rotated_boxes[:, 4] = np.rad2deg(np.arctan2(sx * s, sy * c))
+    return rotated_boxes
+
+
+def Rotation_rotated_box(transform: "RotationTransform", rotated_boxes: np.ndarray) -> np.ndarray:
+    """Rotate (N, 5) XYWHA boxes with the image: a rotation is rigid, so a rotated box
+    stays one: its centre follows apply_coords and its angle grows by the image's
+    (both counter-clockwise on screen)."""
+    rotated_boxes = np.asarray(rotated_boxes, dtype=np.float64).copy()
+    if len(rotated_boxes) == 0 or transform._is_identity():
+        return rotated_boxes
+    rotated_boxes[:, :2] = transform.apply_coords(rotated_boxes[:, :2])
+    rotated_boxes[:, 4] += transform.angle
     return rotated_boxes
 
 
 HFlipTransform.register_type("rotated_box", HFlip_rotated_box)
 ResizeTransform.register_type("rotated_box", Resize_rotated_box)
+RotationTransform.register_type("rotated_box", Rotation_rotated_box)
 NoOpTransform.register_type("rotated_box", lambda t, x: x)

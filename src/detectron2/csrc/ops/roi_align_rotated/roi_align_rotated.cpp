@@ -14,7 +14,7 @@ namespace {
 
 void check_common(
     const char* op, const char* feature_arg, const at::Tensor& features, const at::Tensor& rois,
-    double spatial_scale, int64_t pooled_height, int64_t pooled_width, bool allow_half) {
+    double spatial_scale, int64_t pooled_height, int64_t pooled_width, int64_t sampling_ratio, bool allow_half) {
   checks::floating(op, feature_arg, features, allow_half);
   checks::dim(op, "rois", rois, 2, "(K, 6) = (batch_index, x_ctr, y_ctr, w, h, angle)");
   checks::size(op, "rois", rois, 1, 6, "(K, 6) = (batch_index, x_ctr, y_ctr, w, h, angle)");
@@ -25,24 +25,29 @@ void check_common(
       ": argument 'spatial_scale' must be a positive finite number, got ", spatial_scale);
   checks::positive(op, "pooled_height", pooled_height);
   checks::positive(op, "pooled_width", pooled_width);
+  TORCH_CHECK_VALUE(
+      sampling_ratio <= roi_align_rotated::kMaxSamplingRatio, op, ": argument 'sampling_ratio' must be at most ",
+      roi_align_rotated::kMaxSamplingRatio, " samples per bin side (or <= 0 for adaptive sampling), got ",
+      sampling_ratio);
 }
 
 }  // namespace
 
 void check_roi_align_rotated_forward(
     const at::Tensor& input, const at::Tensor& rois, double spatial_scale, int64_t pooled_height,
-    int64_t pooled_width, bool allow_half) {
+    int64_t pooled_width, int64_t sampling_ratio, bool allow_half) {
   const char* op = "roi_align_rotated_forward";
   checks::dim(op, "input", input, 4, "(N, C, H, W)");
-  check_common(op, "input", input, rois, spatial_scale, pooled_height, pooled_width, allow_half);
+  check_common(op, "input", input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, allow_half);
 }
 
 void check_roi_align_rotated_backward(
     const at::Tensor& grad, const at::Tensor& rois, double spatial_scale, int64_t pooled_height,
-    int64_t pooled_width, int64_t batch_size, int64_t channels, int64_t height, int64_t width, bool allow_half) {
+    int64_t pooled_width, int64_t batch_size, int64_t channels, int64_t height, int64_t width, int64_t sampling_ratio,
+    bool allow_half) {
   const char* op = "roi_align_rotated_backward";
   checks::dim(op, "grad", grad, 4, "(K, C, pooled_height, pooled_width)");
-  check_common(op, "grad", grad, rois, spatial_scale, pooled_height, pooled_width, allow_half);
+  check_common(op, "grad", grad, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, allow_half);
   checks::non_negative(op, "batch_size", batch_size);
   checks::non_negative(op, "channels", channels);
   checks::non_negative(op, "height", height);

@@ -13,14 +13,16 @@
 namespace detectron2 {
 
 // Argument checks shared by the CPU and CUDA entry points. `allow_half` admits
-// float16/bfloat16 (CUDA only).
+// float16/bfloat16 (CUDA only). sampling_ratio above kMaxSamplingRatio
+// (roi_align_rotated_utils.h) is rejected: the work would have no bound.
 void check_roi_align_rotated_forward(
     const at::Tensor& input, const at::Tensor& rois, double spatial_scale, int64_t pooled_height,
-    int64_t pooled_width, bool allow_half);
+    int64_t pooled_width, int64_t sampling_ratio, bool allow_half);
 
 void check_roi_align_rotated_backward(
     const at::Tensor& grad, const at::Tensor& rois, double spatial_scale, int64_t pooled_height,
-    int64_t pooled_width, int64_t batch_size, int64_t channels, int64_t height, int64_t width, bool allow_half);
+    int64_t pooled_width, int64_t batch_size, int64_t channels, int64_t height, int64_t width, int64_t sampling_ratio,
+    bool allow_half);
 
 // Raises for a RoiStatus bit set (see roi_align_rotated_utils.h), naming the first bad roi.
 void raise_for_roi_status(const char* op, int status, int64_t batch_size);

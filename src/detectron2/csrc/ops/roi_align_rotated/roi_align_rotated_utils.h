@@ -17,9 +17,13 @@ namespace roi_align_rotated {
 // Status of one roi, checked on the host side before any kernel reads the input.
 enum RoiStatus : int { kRoiOk = 0, kRoiNonFinite = 1, kRoiBadBatchIndex = 2, kRoiNegativeSize = 4 };
 
-// Largest adaptive sampling grid per bin side: keeps the int64 sample count exact for
-// any finite roi size (real rois are orders of magnitude below it).
-constexpr int64_t kMaxGrid = int64_t(1) << 20;
+// Largest number of samples per bin side, which bounds the work of any call to
+// K * C * pooled_height * pooled_width * kMaxSamplingRatio^2 bilinear taps:
+// - an explicit sampling_ratio above it is rejected (ValueError naming the argument);
+// - the adaptive count ceil(roi_size / pooled_size) is capped at it. It only bites for
+//   rois more than kMaxSamplingRatio * pooled_size feature-map pixels long (1792 px for
+//   a 7x7 output), far beyond any real feature map, where upstream would run for hours.
+constexpr int64_t kMaxSamplingRatio = 256;
 
 D2_HOST_DEVICE float math_cos(float v) { return cosf(v); }
 D2_HOST_DEVICE double math_cos(double v) { return cos(v); }
@@ -57,9 +61,11 @@ struct RotatedRoi {
 
 template <typename T>
 D2_HOST_DEVICE int64_t adaptive_grid(T roi_size, int64_t pooled, int64_t sampling_ratio) {
-  if (sampling_ratio > 0) return sampling_ratio;
+  if (sampling_ratio > 0) return sampling_ratio < kMaxSamplingRatio ? sampling_ratio : kMaxSamplingRatio;
   const T g = math_ceil(roi_size / static_cast<T>(pooled));
-  return g >= static_cast<T>(kMaxGrid) ? kMaxGrid : static_cast<int64_t>(g);
+  // `!(g < cap)` also catches NaN; a zero-size roi gets 0 samples (its bins average to 0).
+  if (!(g < static_cast<T>(kMaxSamplingRatio))) return kMaxSamplingRatio;
+  return g > T(0) ? static_cast<int64_t>(g) : 0;
 }
 
 template <typename T>
@@ -85,36 +91,38 @@ D2_HOST_DEVICE RotatedRoi<T> make_roi(
   return g;
 }
 
-// Image coordinates (y, x) of sample (iy, ix) of bin (ph, pw).
-template <typename T>
-D2_HOST_DEVICE void sample_point(
-    const RotatedRoi<T>& g, int64_t ph, int64_t pw, int64_t iy, int64_t ix, T* y, T* x) {
+// Image coordinates (y, x) of sample (iy, ix) of bin (ph, pw). I is the integer type
+// of the caller's loops (int32 in the CUDA fast path, int64 elsewhere).
+template <typename T, typename I>
+D2_HOST_DEVICE void sample_point(const RotatedRoi<T>& g, I ph, I pw, I iy, I ix, T* y, T* x) {
   const T yy = g.start_y + static_cast<T>(ph) * g.bin_h +
       (static_cast<T>(iy) + T(0.5)) * g.bin_h / static_cast<T>(g.grid_h);
   const T xx = g.start_x + static_cast<T>(pw) * g.bin_w +
       (static_cast<T>(ix) + T(0.5)) * g.bin_w / static_cast<T>(g.grid_w);
-  // Counter-clockwise rotation of (xx, yy) about the roi centre.
+  // Counter-clockwise on screen (y down): local (xx, yy) maps to
+  // (cx + xx cos + yy sin, cy - xx sin + yy cos), the map box_iou_rotated uses too.
   *y = yy * g.cos_a - xx * g.sin_a + g.center_y;
   *x = yy * g.sin_a + xx * g.cos_a + g.center_x;
 }
 
-// The four pixels (offsets into one H*W plane) and weights of a bilinear sample.
-template <typename T>
+// The four pixels (offsets into one H*W plane, of index type I) and weights of a
+// bilinear sample.
+template <typename T, typename I = int64_t>
 struct BilinearTap {
-  int64_t o1, o2, o3, o4;
+  I o1, o2, o3, o4;
   T w1, w2, w3, w4;
 };
 
 // Fills `t` and returns true when (y, x) contributes; samples more than one pixel
 // outside the map (or NaN) contribute nothing. Needs height, width >= 1.
-template <typename T>
-D2_HOST_DEVICE bool bilinear_tap(int64_t height, int64_t width, T y, T x, BilinearTap<T>* t) {
+template <typename T, typename I>
+D2_HOST_DEVICE bool bilinear_tap(I height, I width, T y, T x, BilinearTap<T, I>* t) {
   if (!(y >= T(-1) && y <= static_cast<T>(height) && x >= T(-1) && x <= static_cast<T>(width))) return false;
   if (y < T(0)) y = T(0);
   if (x < T(0)) x = T(0);
-  int64_t y0 = static_cast<int64_t>(y);
-  int64_t x0 = static_cast<int64_t>(x);
-  int64_t y1, x1;
+  I y0 = static_cast<I>(y);
+  I x0 = static_cast<I>(x);
+  I y1, x1;
   if (y0 >= height - 1) {
     y0 = y1 = height - 1;
     y = static_cast<T>(y0);

@@ -55,47 +55,56 @@ __global__ void nms_rotated_mask_kernel(const T* boxes, int64_t n, int64_t col_b
   }
 }
 
-// A single block walks the row blocks in order: thread 0 resolves the 64 boxes of
-// the current block serially (using the block's diagonal words), then all threads
-// fold the rows of the kept boxes into the removal words of later blocks.
-// `removed` (col_blocks words, global memory) marks the suppressed boxes; it is only
-// touched once per row block, so shared memory would not pay off and would cap n.
+// A single block walks the row blocks in order. Per row block: the 64 diagonal words
+// are staged in shared memory by 64 threads at once, every thread then resolves the
+// block's greedy chain itself from shared memory (the same answer in each thread, so
+// no broadcast or extra barrier is needed), the kept positions are written in
+// parallel, and all threads fold the rows of the kept boxes into the removal words of
+// later blocks. The serial part thus runs on shared-memory loads only; the global
+// loads (diagonal words, folds) are independent of each other and overlap.
+// `removed` (col_blocks words, global memory) marks the suppressed boxes.
 __global__ void nms_rotated_reduce_kernel(
     const u64* mask, int64_t n, int64_t col_blocks, u64* removed, int64_t* keep, int64_t* num_kept) {
-  __shared__ u64 kept_bits;
-  for (int64_t j = threadIdx.x; j < col_blocks; j += blockDim.x) {
+  __shared__ u64 diag[kNmsBlock];
+  const int tid = static_cast<int>(threadIdx.x);
+  for (int64_t j = tid; j < col_blocks; j += blockDim.x) {
     removed[j] = 0;
   }
-  __syncthreads();
-  int64_t count = 0;  // meaningful in thread 0
+  int64_t count = 0;  // the same in every thread
   for (int64_t rb = 0; rb < col_blocks; ++rb) {
     const int64_t base = rb * kNmsBlock;
-    if (threadIdx.x == 0) {
-      const int64_t rows = min64(kNmsBlock, n - base);
-      u64 rem = removed[rb];
-      u64 kept = 0;
-      for (int64_t b = 0; b < rows; ++b) {
-        if (!((rem >> b) & 1ULL)) {
-          kept |= 1ULL << b;
-          keep[count++] = base + b;
-          rem |= mask[(base + b) * col_blocks + rb];
-        }
-      }
-      kept_bits = kept;
+    const int rows = static_cast<int>(min64(kNmsBlock, n - base));
+    if (tid < rows) {
+      diag[tid] = mask[(base + tid) * col_blocks + rb];
     }
-    __syncthreads();
-    const u64 kept = kept_bits;
-    for (int64_t j = rb + 1 + threadIdx.x; j < col_blocks; j += blockDim.x) {
+    __syncthreads();  // diag staged; removed[rb] final (folded before the last barrier)
+    u64 rem = removed[rb];
+    u64 kept = 0;
+    for (int b = 0; b < rows; ++b) {
+      if (!((rem >> b) & 1ULL)) {
+        kept |= 1ULL << b;
+        rem |= diag[b];
+      }
+    }
+    if (tid < rows && ((kept >> tid) & 1ULL)) {
+      const u64 below = kept & ((1ULL << tid) - 1ULL);  // tid < 64
+      keep[count + __popcll(below)] = base + tid;
+    }
+    count += __popcll(kept);
+    for (int64_t j = rb + 1 + tid; j < col_blocks; j += blockDim.x) {
+      const u64* column = mask + base * col_blocks + j;
       u64 acc = removed[j];
-      u64 rest = kept;
-      while (rest) {
-        const int b = __ffsll(static_cast<long long>(rest)) - 1;
-        rest &= rest - 1;
-        acc |= mask[(base + b) * col_blocks + j];
+      // Unrolled predicated loads: issued together instead of one round trip each
+      // (a bit-scan loop waited for every load before the next). Bits >= rows are 0.
+#pragma unroll 16
+      for (int b = 0; b < static_cast<int>(kNmsBlock); ++b) {
+        if ((kept >> b) & 1ULL) {
+          acc |= column[b * col_blocks];
+        }
       }
       removed[j] = acc;
     }
-    __syncthreads();
+    __syncthreads();  // folds visible, diag free for the next row block
   }
   if (threadIdx.x == 0) {
     *num_kept = count;

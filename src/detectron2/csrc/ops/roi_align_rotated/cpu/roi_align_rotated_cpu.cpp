@@ -152,7 +152,7 @@ at::Tensor forward_cpu(
     const at::Tensor& input_, const at::Tensor& rois_, double spatial_scale, int64_t pooled_height,
     int64_t pooled_width, int64_t sampling_ratio) {
   const char* op = "roi_align_rotated_forward";
-  check_roi_align_rotated_forward(input_, rois_, spatial_scale, pooled_height, pooled_width, false);
+  check_roi_align_rotated_forward(input_, rois_, spatial_scale, pooled_height, pooled_width, sampling_ratio, false);
   const at::Tensor input = input_.contiguous(), rois = rois_.contiguous();
   const int64_t num_rois = rois.size(0), channels = input.size(1), height = input.size(2), width = input.size(3);
   at::Tensor output = at::zeros({num_rois, channels, pooled_height, pooled_width}, input.options());
@@ -172,7 +172,8 @@ at::Tensor backward_cpu(
     int64_t sampling_ratio) {
   const char* op = "roi_align_rotated_backward";
   check_roi_align_rotated_backward(
-      grad_, rois_, spatial_scale, pooled_height, pooled_width, batch_size, channels, height, width, false);
+      grad_, rois_, spatial_scale, pooled_height, pooled_width, batch_size, channels, height, width, sampling_ratio,
+      false);
   const at::Tensor grad = grad_.contiguous(), rois = rois_.contiguous();
   const int64_t num_rois = rois.size(0);
   at::Tensor grad_input = at::zeros({batch_size, channels, height, width}, grad.options());
