@@ -156,7 +156,17 @@ class BuildExtension(cpp_extension.BuildExtension):
             self.build_temp = os.path.join(ROOT, "build", tag)
 
 
+def _license() -> dict:
+    """Apache-2.0 as an SPDX expression (setuptools >= 77, PEP 639); older setuptools, which
+    the legacy torch 2.0 toolchain needs (< 70), only know the free-text field."""
+    import setuptools
+
+    major = int(setuptools.__version__.split(".")[0])
+    return {"license_expression": "Apache-2.0"} if major >= 77 else {"license": "Apache-2.0"}
+
+
 setup(
+    **_license(),
     ext_modules=[_extension()],
     cmdclass={"build_ext": BuildExtension},
 )
