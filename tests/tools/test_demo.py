@@ -50,6 +50,14 @@ def test_demo_writes_pictures_of_random_weight_predictions(small_config, tmp_pat
     assert rc == 0
     assert sorted(p.name for p in (tmp_path / "many").iterdir()) == [p.name for p in images]
 
+    # the same file name in two folders: both pictures are kept
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / images[0].name).write_bytes(images[0].read_bytes())
+    rc = demo.cli(["--config-file", str(config), "--input", str(images[0]), str(other / images[0].name),
+                   "--output", str(tmp_path / "two"), "--device", "cpu"])
+    assert rc == 0 and len(list((tmp_path / "two").iterdir())) == 2
+
 
 def test_shapes_classes_are_known_for_a_train_shapes_config(small_config):
     config, _ = small_config

@@ -124,10 +124,14 @@ def _inputs(patterns: List[str]) -> List[str]:
     return paths
 
 
-def _output_path(output: str, path: str, many: bool) -> str:
+def _output_path(output: str, path: str, many: bool, used: set) -> str:
     if many or os.path.isdir(output) or output.endswith(os.sep):
         os.makedirs(output, exist_ok=True)
-        return os.path.join(output, os.path.splitext(os.path.basename(path))[0] + ".png")
+        name = os.path.splitext(os.path.basename(path))[0]
+        if name in used:  # same file name in another folder: keep both pictures
+            name = os.path.basename(os.path.dirname(os.path.abspath(path))) + "_" + name
+        used.add(name)
+        return os.path.join(output, name + ".png")
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     return output
 
@@ -138,7 +142,8 @@ def run(args: argparse.Namespace) -> List[str]:
     cfg = setup_cfg(args)
     predictor = DefaultPredictor(cfg)
     metadata = _metadata(cfg)
-    written = []
+    written: List[str] = []
+    used: set = set()
     for path in paths:
         bgr = read_image(path, format="BGR")
         start = time.perf_counter()
@@ -147,7 +152,7 @@ def run(args: argparse.Namespace) -> List[str]:
         found = len(predictions["instances"]) if "instances" in predictions else "no"
         logger.info(f"{path}: {found} instances in {elapsed:.2f} s ({cfg.MODEL.DEVICE})")
         picture = draw_predictions(bgr[:, :, ::-1], predictions, metadata)
-        target = _output_path(args.output, path, len(paths) > 1)
+        target = _output_path(args.output, path, len(paths) > 1, used)
         from PIL import Image
 
         Image.fromarray(picture).save(target)
