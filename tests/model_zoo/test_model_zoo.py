@@ -151,7 +151,9 @@ def test_configs_are_inside_a_built_wheel(tmp_path):
     shutil.copytree(ROOT / "src", checkout / "src", ignore=shutil.ignore_patterns("*.so", "__pycache__", "build"))
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy2(ROOT / name, checkout / name)
-    built = subprocess.run([sys.executable, "-c", "from setuptools import setup; setup()", "-q", "bdist_wheel",
+    # setup.py gives the license (dynamic in pyproject.toml: SPDX for setuptools >= 77, free text before)
+    built = subprocess.run([sys.executable, "-c", "from setuptools import setup; setup(license_expression='Apache-2.0')",
+                            "-q", "bdist_wheel",
                             "-d", str(tmp_path / "dist")], cwd=checkout, capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stderr[-3000:]
     import zipfile
