@@ -10,9 +10,9 @@ for CUDA variants (FORCE_CUDA=0 for CPU), MAX_JOBS from CPU_COUNT, then a PEP 51
 a .conda with whl2conda (layout, dist-info, entry points); its depends/constrains are then
 set to exactly what meta.yaml declares for the variant (scripts/distro.py renders it).
 
-Toolchains: CUDA variants build with the python of D2_TOOLCHAIN_PYTHON (or --toolchain-python;
-default /work/toolchains/torch201/bin/python: torch 2.0.1, setuptools<70, numpy<2) and the
-CUDA toolkit at D2_CUDA_HOME (default /usr: Debian's nvcc 11.8 with gcc-11). The CPU variant
+Toolchains: CUDA variants of the pytorch stack build with the python of D2_TOOLCHAIN_PYTHON
+(or --toolchain-python; required: a venv with torch 2.0.1, setuptools<70, numpy<2, see the
+README) and the CUDA toolkit at D2_CUDA_HOME (default /usr: Debian's nvcc 11.8 with gcc-11). The CPU variant
 builds with the current python unless a toolchain python is given; when that torch is not the
 variant's pytorch, the package's pytorch/torchvision pins name the torch it was really built
 against and the build says so (such a package is for local testing, not for publishing).
@@ -26,6 +26,7 @@ PYTHONPATH set to the prefix's site-packages only. For CUDA variants, `cuobjdump
 import argparse
 import asyncio
 import glob
+import hashlib
 import json
 import os
 import re
@@ -39,9 +40,6 @@ from typing import Dict, List, Optional, Tuple
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import distro  # noqa: E402
 from distro import ROOT, V  # noqa: E402
-
-DEFAULT_TOOLCHAIN = "/work/toolchains/torch201/bin/python"
-
 
 def log(msg: str) -> None:
     print(f"[build_variant] {msg}", flush=True)
@@ -63,7 +61,8 @@ def run(cmd: List[str], env: Optional[Dict[str, str]] = None, cwd: Optional[str]
 def builder_python(variant: "V.Variant", given: Optional[str]) -> str:
     path = given or os.environ.get("D2_TOOLCHAIN_PYTHON")
     if not path and variant.stack == "pytorch" and variant.is_cuda:
-        path = DEFAULT_TOOLCHAIN
+        raise SystemExit(f"error: variant {variant.name} builds with torch {variant.pytorch}: set D2_TOOLCHAIN_PYTHON "
+                         "or --toolchain-python to a python that has it (see README: Building the distribution)")
     path = path or sys.executable
     if not os.path.exists(path):
         raise SystemExit(f"error: toolchain python {path!r} does not exist; set D2_TOOLCHAIN_PYTHON or "
@@ -72,9 +71,9 @@ def builder_python(variant: "V.Variant", given: Optional[str]) -> str:
 
 
 def probe(python: str) -> Dict[str, str]:
-    code = ("import json, sys, torch, torchvision; print(json.dumps({'python': '%d.%d' % sys.version_info[:2], "
+    code = ("import json, sys, torch, torchvision; import numpy; print(json.dumps({'python': '%d.%d' % sys.version_info[:2], "
             "'torch': torch.__version__.split('+')[0], 'torchvision': torchvision.__version__.split('+')[0], "
-            "'torch_cuda': torch.version.cuda}))")
+            "'torch_cuda': torch.version.cuda, 'numpy': numpy.__version__}))")
     try:
         return json.loads(run([python, "-c", code]).strip().splitlines()[-1])
     except SystemExit:
@@ -112,12 +111,65 @@ def copy_source(dest: str, source: str = ROOT) -> None:
             shutil.copy2(src, os.path.join(dest, rel))
 
 
+# Lines of a compiler's output that name the real problem (gcc/clang/nvcc, ninja, ld).
+_ERROR_LINE = re.compile(r"(\berror\b|fatal error|FAILED:|undefined reference|No such file or directory)", re.I)
+_NINJA_STEP = re.compile(r"^\[(\d+)/(\d+)\]")
+
+
+def compiler_errors(log_text: str, limit: int = 25) -> List[str]:
+    """The compiler's own error lines (with the line after each), not pip's wrapper traceback."""
+    lines = log_text.splitlines()
+    picked: List[str] = []
+    for i, line in enumerate(lines):
+        if _ERROR_LINE.search(line) and "subprocess-exited-with-error" not in line and not line.lstrip().startswith("│"):
+            for extra in lines[i:i + 2]:
+                if extra not in picked[-2:]:
+                    picked.append(extra)
+        if len(picked) >= limit:
+            break
+    return picked
+
+
+def run_with_progress(cmd: List[str], env: Dict[str, str], cwd: str, logfile: str, what: str) -> None:
+    """Run a long build, its whole output into ``logfile``; show ninja's [done/total] as a
+    progress bar (else a line every 30 s); on failure print the compiler's errors and the log path."""
+    from tqdm import tqdm
+
+    log("$ " + " ".join(cmd))
+    log(f"{what}: full output in {logfile}")
+    start = last = time.time()
+    bar = None
+    with open(logfile, "a") as out:
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout:
+            out.write(line)
+            step = _NINJA_STEP.match(line.strip())
+            if step:
+                done, total = int(step.group(1)), int(step.group(2))
+                if bar is None:
+                    bar = tqdm(total=total, desc=f"[build_variant] {what}", unit="file", file=sys.stdout,
+                               mininterval=5 if not sys.stdout.isatty() else 0.1)
+                bar.update(done - bar.n)
+            elif bar is None and time.time() - last >= 30:
+                last = time.time()
+                log(f"{what}: {last - start:.0f} s, still running")
+        code = proc.wait()
+    if bar is not None:
+        bar.close()
+    if code != 0:
+        with open(logfile) as f:
+            errors = compiler_errors(f.read())
+        shown = "\n".join("  " + e for e in errors) if errors else "  (no compiler error line found; see the log)"
+        raise SystemExit(f"error: {what} failed ({code}). The compiler said:\n{shown}\nfull log: {logfile}")
+    log(f"{what}: done in {time.time() - start:.0f} s")
+
+
 def build_wheel(python: str, env: Dict[str, str], work: str, source: str = ROOT) -> str:
     src = os.path.join(work, "src-tree")
     copy_source(src, source)
     wheels = os.path.join(work, "wheels")
-    run([python, "-m", "pip", "wheel", ".", "--no-build-isolation", "--no-deps", "-vv", "-w", wheels],
-        env=env, cwd=src, logfile=os.path.join(work, "build.log"))
+    run_with_progress([python, "-m", "pip", "wheel", ".", "--no-build-isolation", "--no-deps", "-vv", "-w", wheels],
+                      env, src, os.path.join(work, "build.log"), "building the wheel (compiling _C)")
     (wheel,) = glob.glob(os.path.join(wheels, "detectron2-*.whl"))
     # whl2conda converts binary wheels only with a manylinux tag; the sysroot is glibc 2.17.
     run([python, "-m", "wheel", "tags", "--remove", "--platform-tag", "manylinux2014_x86_64", wheel])
@@ -136,6 +188,12 @@ def package_metadata(variant: "V.Variant", python: str, built: Dict[str, str]) -
         depends = [_repin(d, "pytorch", built["torch"]) for d in depends]
         if built.get("torchvision"):
             depends = [_repin(d, "torchvision", built["torchvision"]) for d in depends]
+    numpy_spec = next((d for d in depends if d.split()[0] == "numpy"), None)
+    if built.get("numpy") and numpy_spec and not _satisfies(built["numpy"], numpy_spec):
+        major = int(built["numpy"].split(".")[0])
+        depends = [f"numpy >={major},<{major + 1}" if d == numpy_spec else d for d in depends]
+        notes.append(f"built and tested with numpy {built['numpy']}, outside meta.yaml's {numpy_spec!r}: "
+                     f"the package depends on numpy {major}.x")
     if variant.is_cuda and built.get("torch_cuda") != variant.cuda:
         notes.append(f"torch here is its CUDA {built.get('torch_cuda')} build, the variant's pytorch is the "
                      f"CUDA {variant.cuda} build (same torch version and ABI); the ops are compiled by the "
@@ -145,6 +203,20 @@ def package_metadata(variant: "V.Variant", python: str, built: Dict[str, str]) -
              "license": meta["about"]["license"], "subdir": "linux-64", "arch": "x86_64", "platform": "linux",
              "timestamp": int(time.time() * 1000)}
     return index, notes
+
+
+def _satisfies(version: str, spec: str) -> bool:
+    """Whether ``version`` meets a conda spec's version part ("numpy <2", "numpy >=1.21,<2")."""
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    parts = spec.split()
+    if len(parts) < 2:
+        return True
+    wanted = parts[1].replace(".*", "")
+    if not any(op in wanted for op in "<>=!"):
+        wanted = f"=={wanted}.*" if wanted.count(".") < 2 else f"=={wanted}"
+    return Version(version) in SpecifierSet(wanted)
 
 
 def _repin(spec: str, name: str, version: str) -> str:
@@ -166,6 +238,7 @@ def make_conda(wheel: str, index: dict, work: str) -> str:
     generated.update(index)
     with open(os.path.join(pkg_dir, "info", "index.json"), "w") as f:
         json.dump(generated, f, indent=2, sort_keys=True)
+    add_console_scripts(pkg_dir)
     files = sorted(os.path.relpath(os.path.join(d, n), pkg_dir) for d, _, ns in os.walk(pkg_dir) for n in ns)
     from conda_package_handling import api as cph
 
@@ -174,6 +247,69 @@ def make_conda(wheel: str, index: dict, work: str) -> str:
     os.makedirs(out, exist_ok=True)
     cph.create(pkg_dir, files, name + ".conda", out)
     return os.path.join(out, name + ".conda")
+
+
+# The prefix a text file names at build time; conda/rattler replace it with the
+# environment's prefix at install time (declared per file in info/paths.json).
+PREFIX_PLACEHOLDER = "/opt/anaconda1anaconda2anaconda3"
+
+
+def console_scripts(pkg_dir: str) -> Dict[str, str]:
+    """{command: "module:function"} from the wheel's entry_points.txt in the package tree."""
+    import configparser
+
+    found = (glob.glob(os.path.join(pkg_dir, "lib", "python*", "site-packages", "*.dist-info", "entry_points.txt"))
+             + glob.glob(os.path.join(pkg_dir, "site-packages", "*.dist-info", "entry_points.txt")))  # pure wheels
+    scripts: Dict[str, str] = {}
+    for path in found:
+        parser = configparser.ConfigParser(delimiters=("=",))
+        parser.optionxform = str  # command names keep their case
+        parser.read(path)
+        if parser.has_section("console_scripts"):
+            scripts.update({k.strip(): v.strip() for k, v in parser.items("console_scripts")})
+    return scripts
+
+
+def add_console_scripts(pkg_dir: str) -> List[str]:
+    """bin/<command> for every console script: a package that is not noarch: python gets no
+    entry points from link.json, so the launchers are files of the package, whose
+    shebang names the environment's python (prefix replaced at install)."""
+    scripts = console_scripts(pkg_dir)
+    paths_file = os.path.join(pkg_dir, "info", "paths.json")
+    with open(paths_file) as f:
+        paths = json.load(f)
+    added = []
+    for name, target in sorted(scripts.items()):
+        module, _, func = target.partition(":")
+        text = (f"#!{PREFIX_PLACEHOLDER}/bin/python\n"
+                f"# {name}: console script of detectron2 ({target})\n"
+                f"import sys\nfrom {module} import {func.split('.')[0]}\n"
+                f"if __name__ == \"__main__\":\n    sys.exit({func}())\n")
+        rel = f"bin/{name}"
+        os.makedirs(os.path.join(pkg_dir, "bin"), exist_ok=True)
+        with open(os.path.join(pkg_dir, rel), "w") as f:
+            f.write(text)
+        os.chmod(os.path.join(pkg_dir, rel), 0o755)
+        data = text.encode()
+        paths["paths"] = [p for p in paths["paths"] if p["_path"] != rel] + [{
+            "_path": rel, "path_type": "hardlink", "sha256": hashlib.sha256(data).hexdigest(),
+            "size_in_bytes": len(data), "prefix_placeholder": PREFIX_PLACEHOLDER, "file_mode": "text"}]
+        added.append(rel)
+    with open(paths_file, "w") as f:
+        json.dump(paths, f, indent=2, sort_keys=True)
+    files_txt = os.path.join(pkg_dir, "info", "files")
+    if os.path.isfile(files_txt):
+        with open(files_txt) as f:
+            listed = [line.rstrip("\n") for line in f if line.strip()]
+        with open(files_txt, "w") as f:
+            f.write("\n".join(sorted(set(listed) | set(added))) + "\n")
+    with open(os.path.join(pkg_dir, "info", "has_prefix"), "a") as f:
+        for rel in added:
+            f.write(f"{PREFIX_PLACEHOLDER} text {rel}\n")
+    link = os.path.join(pkg_dir, "info", "link.json")
+    if os.path.isfile(link):
+        os.remove(link)  # its noarch entry points would be ignored for this package anyway
+    return added
 
 
 def publish(package: str, channel: str) -> str:
@@ -217,6 +353,7 @@ def test_install(python: str, prefix: str, py: str, work: str, allow_missing_ops
         raise SystemExit(f"error: detectron2 was imported from {where[-2:]}, not from the installed package in {site}")
     log(f"torch from {where[-3]}")
     log(f"import ok: {where[-1]}")
+    check_console_scripts(python, prefix, work, env)
     selftest = [python, os.path.join(ROOT, "recipe", "run_test.py")] + (["--allow-missing-ops"] if allow_missing_ops else [])
     print(run(selftest, cwd=work, env=env), end="")
     has_collect_env = run([python, "-c", "import importlib.util as u; print(u.find_spec('detectron2.utils.collect_env') is not None)"],
@@ -225,6 +362,21 @@ def test_install(python: str, prefix: str, py: str, work: str, allow_missing_ops
         print(run([python, "-m", "detectron2.utils.collect_env"], cwd=work, env=env), end="")
     else:
         log("NOTE: detectron2.utils.collect_env is not in this tree yet: not run")
+
+
+def check_console_scripts(python: str, prefix: str, work: str, env: Dict[str, str]) -> None:
+    """bin/detectron2-doctor, -train and -demo are in the prefix, name its python and run."""
+    for name in ("detectron2-doctor", "detectron2-train", "detectron2-demo"):
+        path = os.path.join(prefix, "bin", name)
+        if not os.path.isfile(path) or not os.access(path, os.X_OK):
+            raise SystemExit(f"error: the installed package has no executable {path}")
+        with open(path) as f:
+            shebang = f.readline().strip()
+        if shebang != f"#!{prefix}/bin/python":
+            raise SystemExit(f"error: {path} starts with {shebang!r}, not the prefix's python")
+        # The prefix has no python of its own here (see the module doc): the builder's runs it.
+        run([python, path, "--help"], cwd=work, env=env)
+    log(f"console scripts ok: {prefix}/bin/detectron2-{{doctor,train,demo}}")
 
 
 def parse_cuobjdump(text: str) -> Tuple[set, set]:

@@ -1,6 +1,8 @@
 """The evaluator API (DatasetEvaluator(s), inference_on_dataset, inference_context) and
 the result helpers of evaluation.testing."""
 import logging
+import re
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -179,3 +181,26 @@ def test_verify_results_within_tolerance_and_failures():
 def test_flatten_results_dict():
     nested = {"a": {"b": 1, "c": {"d": 2}}, "e": 3}
     assert flatten_results_dict(nested) == {"a/b": 1, "a/c/d": 2, "e": 3}
+
+
+def test_inference_on_dataset_logs_progress_with_eta_every_5_seconds(caplog, monkeypatch):
+    """A model taking 2 s a batch (on a fake clock): after the warm-up, one progress line
+    about every 5 s, each with an ETA that shrinks to 0 at the end."""
+    clock = [1e12]  # far after any real time.time() an earlier test logged at
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+
+    def model(batch):
+        clock[0] += 2.0
+        return batch
+
+    with caplog.at_level(logging.INFO, logger="detectron2.evaluation.evaluator"):
+        inference_on_dataset(model, _loader(30), Recorder())
+    done = [int(m.group(1)) for m in re.finditer(r"Inference done (\d+)/30", caplog.text)]
+    etas = re.findall(r"ETA=(\d+):(\d\d):(\d\d)", caplog.text)
+    assert done[-1] == 30 and len(done) >= 5, done
+    gaps = [b - a for a, b in zip(done, done[1:-1])]
+    assert all(g == 3 for g in gaps), done  # 3 batches of 2 s: the first time 5 s have passed
+    seconds = [int(h) * 3600 + int(m) * 60 + int(s) for h, m, s in etas]
+    assert seconds == sorted(seconds, reverse=True) and seconds[-1] == 0
+    assert seconds[0] == pytest.approx(2 * (30 - done[0]), abs=2)

@@ -19,18 +19,19 @@ from detectron2.utils.file_io import PathManager
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "src" / "detectron2" / "model_zoo" / "configs"
-NAMES = [n.strip() for n in pathlib.Path("/work/shared/model_zoo_names.txt").read_text().splitlines()
-         if n.strip() and not n.startswith("#")] if pathlib.Path("/work/shared/model_zoo_names.txt").is_file() else []
+# Upstream's config file names (names only), committed as test data.
+UPSTREAM_NAMES = pathlib.Path(__file__).parent / "data" / "upstream_config_names.txt"
 YAMLS = sorted(p.relative_to(CONFIGS).as_posix() for p in CONFIGS.rglob("*.yaml"))
 URL_RE = re.compile(r"^https://dl\.fbaipublicfiles\.com/detectron2/[\w.\-/]+/\d+/model_\w+\.pkl$")
 
 
 def test_every_upstream_yaml_name_is_shipped():
-    # The upstream name list is a shared planning file; the zoo itself must hold 92 YAMLs.
-    assert len(YAMLS) == 92
-    if NAMES:
-        missing = [n for n in NAMES if n.endswith(".yaml") and n not in YAMLS]
-        assert not missing, missing
+    assert UPSTREAM_NAMES.is_file(), f"test data missing: {UPSTREAM_NAMES}"
+    names = [n.strip() for n in UPSTREAM_NAMES.read_text().splitlines() if n.strip() and not n.startswith("#")]
+    upstream_yamls = [n for n in names if n.endswith(".yaml")]
+    assert len(upstream_yamls) == 92 and len(YAMLS) == 92
+    missing = [n for n in upstream_yamls if n not in YAMLS]
+    assert not missing, missing
 
 
 @pytest.mark.parametrize("name", YAMLS)
@@ -150,7 +151,9 @@ def test_configs_are_inside_a_built_wheel(tmp_path):
     shutil.copytree(ROOT / "src", checkout / "src", ignore=shutil.ignore_patterns("*.so", "__pycache__", "build"))
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy2(ROOT / name, checkout / name)
-    built = subprocess.run([sys.executable, "-c", "from setuptools import setup; setup()", "-q", "bdist_wheel",
+    # setup.py gives the license (dynamic in pyproject.toml: SPDX for setuptools >= 77, free text before)
+    built = subprocess.run([sys.executable, "-c", "from setuptools import setup; setup(license_expression='Apache-2.0')",
+                            "-q", "bdist_wheel",
                             "-d", str(tmp_path / "dist")], cwd=checkout, capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stderr[-3000:]
     import zipfile
@@ -228,6 +231,28 @@ def test_get_offline_raises_a_clear_error_naming_the_url(monkeypatch):
     assert model_zoo.get_checkpoint_url(name) in str(e.value)
     assert "name resolution" in str(e.value)
     assert built == ["cpu"]
+
+
+def test_get_offline_download_error_is_one_line_naming_the_url_and_the_cache_path(monkeypatch, tmp_path):
+    """The real http handler offline: urlretrieve fails as it does without a network."""
+    from iopath.common import download as iopath_download
+
+    monkeypatch.setattr(zoo_impl, "_build_model", lambda cfg: _Tiny())
+    monkeypatch.setenv("FVCORE_CACHE", str(tmp_path))
+
+    def no_network(url, filename=None, reporthook=None):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(iopath_download.request, "urlretrieve", no_network)
+    name = "COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml"
+    url = model_zoo.get_checkpoint_url(name)
+    with pytest.raises(OSError) as e:
+        model_zoo.get(name, trained=True, device="cpu")
+    message = str(e.value)
+    assert "\n" not in message and url in message and "name resolution" in message
+    cached = tmp_path / url[len("https://"):].split("/", 1)[1]
+    assert str(cached) in message
+    assert e.value.__cause__ is None and e.value.__suppress_context__
 
 
 def test_get_defaults_to_cpu_without_cuda_and_loads_local_weights(monkeypatch, tmp_path):

@@ -15,7 +15,6 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from fvcore.nn.precise_bn import get_bn_modules
 from omegaconf import OmegaConf
 from torch.nn.parallel import DistributedDataParallel
 
@@ -27,6 +26,7 @@ from detectron2.evaluation import DatasetEvaluator, inference_on_dataset, print_
 from detectron2.modeling import build_model
 from detectron2.solver import build_lr_scheduler, build_optimizer
 from detectron2.utils import comm
+from detectron2.utils._fvcore_nn import get_bn_modules
 from detectron2.utils.collect_env import collect_env_info
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.events import CommonMetricPrinter, EventWriter, JSONWriter, TensorboardXWriter
@@ -44,6 +44,33 @@ __all__ = [
     "DefaultPredictor",
     "DefaultTrainer",
 ]
+
+
+class DeviceUnavailableError(RuntimeError, AssertionError):
+    """cfg.MODEL.DEVICE names a device this machine does not have. Derives from both
+    types torch raises in that case (RuntimeError without a driver, AssertionError for a
+    CPU-only build), so callers catching either still catch it."""
+
+
+def _check_device(cfg: CfgNode) -> None:
+    """Raise DeviceUnavailableError, saying to set ``MODEL.DEVICE cpu``, when the config's
+    CUDA device cannot be used here; torch's own error ("Found no NVIDIA driver") would
+    only come later and not say which setting to change."""
+    device = torch.device(cfg.MODEL.DEVICE)
+    if device.type != "cuda":
+        return
+    if torch.version.cuda is None:
+        reason = f"the installed torch {torch.__version__} is a CPU-only build"
+    elif not torch.cuda.is_available():
+        reason = "no CUDA GPU is usable here (torch.cuda.is_available() is False: no GPU or no NVIDIA driver)"
+    elif device.index is not None and device.index >= torch.cuda.device_count():
+        reason = f"this machine has {torch.cuda.device_count()} CUDA device(s)"
+    else:
+        return
+    raise DeviceUnavailableError(
+        f"cfg.MODEL.DEVICE is {cfg.MODEL.DEVICE!r} but {reason}. To run on the CPU set MODEL.DEVICE cpu "
+        "(`cfg.MODEL.DEVICE = \"cpu\"` in Python, or `MODEL.DEVICE cpu` at the end of the command line)."
+    )
 
 
 def create_ddp_model(model: torch.nn.Module, *, fp16_compression: bool = False, **kwargs: Any) -> torch.nn.Module:
@@ -224,6 +251,7 @@ class DefaultPredictor:
 
     def __init__(self, cfg: CfgNode):
         self.cfg = cfg.clone()  # the caller may change cfg afterwards
+        _check_device(self.cfg)
         self.model = build_model(self.cfg)
         self.model.eval()
         if len(cfg.DATASETS.TEST):
@@ -286,6 +314,7 @@ class DefaultTrainer(TrainerBase):
             setup_logger()
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
 
+        _check_device(cfg)
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg)

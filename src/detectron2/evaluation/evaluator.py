@@ -87,17 +87,16 @@ class _Timing:
         if idx < self.num_warmup * 2 and compute <= 5:
             return
         total = (time.perf_counter() - self.start) / iters
-        if idx == self.total - 1 or total > 5:
-            eta = datetime.timedelta(seconds=int(total * (self.total - idx - 1)))
-            msg = (
-                f"Inference done {idx + 1}/{self.total}. Dataloading: {data:.4f} s/iter. "
-                f"Inference: {compute:.4f} s/iter. Eval: {ev:.4f} s/iter. "
-                f"Total: {total:.4f} s/iter. ETA={eta}"
-            )
-            if idx == self.total - 1:  # the final line is never rate-limited away
-                logging.getLogger(__name__).info(msg)
-            else:
-                log_every_n_seconds(logging.INFO, msg, n=5, name=__name__)
+        eta = datetime.timedelta(seconds=int(total * (self.total - idx - 1)))
+        msg = (
+            f"Inference done {idx + 1}/{self.total}. Dataloading: {data:.4f} s/iter. "
+            f"Inference: {compute:.4f} s/iter. Eval: {ev:.4f} s/iter. "
+            f"Total: {total:.4f} s/iter. ETA={eta}"
+        )
+        if idx == self.total - 1:  # the final line is never rate-limited away
+            logging.getLogger(__name__).info(msg)
+        else:  # at most one line every 5 s, however fast the model
+            log_every_n_seconds(logging.INFO, msg, n=5, name=__name__)
 
 
 def inference_on_dataset(

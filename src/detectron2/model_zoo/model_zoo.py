@@ -229,9 +229,12 @@ def _build_model(cfg: CfgNode) -> torch.nn.Module:
 
 def _load_weights(model: torch.nn.Module, weights: str) -> None:
     from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.utils.file_io import DownloadError
 
     try:
         DetectionCheckpointer(model).load(weights)
+    except DownloadError:
+        raise  # already one line with the URL and where to put the file
     except (OSError, ValueError, RuntimeError) as e:  # URLError is an OSError
         if "://" not in weights:
             raise

@@ -4,12 +4,14 @@ import collections
 import typing
 from typing import Any, Dict, List, Tuple
 
-import fvcore.nn
 import torch
-from fvcore.nn import activation_count, flop_count, parameter_count, parameter_count_table
 from torch import nn
 
 from detectron2.structures import Instances
+from detectron2.utils._fvcore_nn import fvcore_nn  # fvcore.nn without its import-time warning
+
+activation_count, flop_count = fvcore_nn.activation_count, fvcore_nn.flop_count
+parameter_count, parameter_count_table = fvcore_nn.parameter_count, fvcore_nn.parameter_count_table
 
 __all__ = [
     "activation_count_operators",
@@ -120,7 +122,7 @@ class _FlatModel(nn.Module):
         return tuple(_output_tensors(self.model(_rebuild_inputs(self._schema, tensors))))
 
 
-class FlopCountAnalysis(fvcore.nn.FlopCountAnalysis):
+class FlopCountAnalysis(fvcore_nn.FlopCountAnalysis):
     """fvcore's FlopCountAnalysis for models with detectron2-style inputs (e.g. a list
     of {"image": tensor} dicts), ignoring the ops in ``_IGNORED_OPS``. Counts are
     multiply-accumulates, as in fvcore. Put the model in eval mode first."""
@@ -131,7 +133,7 @@ class FlopCountAnalysis(fvcore.nn.FlopCountAnalysis):
         self.set_op_handle(**{k: None for k in _IGNORED_OPS})
 
 
-class ActivationCountAnalysis(fvcore.nn.ActivationCountAnalysis):
+class ActivationCountAnalysis(fvcore_nn.ActivationCountAnalysis):
     """fvcore's ActivationCountAnalysis (output elements of convolutions and matmuls)
     for models with detectron2-style inputs."""
 
