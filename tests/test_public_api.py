@@ -792,7 +792,8 @@ SIGNATURES: Dict[str, List[Tuple[str, Any]]] = {
     "detectron2.utils.video_visualizer.VideoVisualizer.draw_instance_predictions": [
         ("self", R), ("frame", R), ("predictions", R),
     ],
-    "detectron2.config.config.CfgNode.merge_from_file": [("self", R), ("cfg_filename", R), ("allow_unsafe", True)],
+    # Deliberately False here (issue 15: config files never run code unless asked); upstream: True.
+    "detectron2.config.config.CfgNode.merge_from_file": [("self", R), ("cfg_filename", R), ("allow_unsafe", False)],
     "detectron2.checkpoint.c2_model_loading.align_and_update_state_dicts": [
         ("model_state_dict", R), ("ckpt_state_dict", R), ("c2_conversion", True),
     ],

@@ -160,14 +160,15 @@ class ROIPooler(nn.Module):
             box_lists, self.min_level, self.max_level, self.canonical_box_size, self.canonical_level
         )
         output = _create_zeros(pooler_fmt_boxes, x[0].shape[1], *self.output_size, x[0])
-        if not _is_tracing():
-            # Boxes grouped by level with one stable sort and one host copy of the counts,
-            # instead of a nonzero (and a host sync) per level; same indices, same order.
-            order = torch.argsort(levels, stable=True)
-            counts = torch.bincount(levels, minlength=num_levels).tolist()
-            for inds, pooler, features in zip(order.split(counts), self.level_poolers, x):
-                output.index_put_((inds,), pooler(features, pooler_fmt_boxes[inds]))
-            return output
+        if not torch.jit.is_scripting():  # TorchScript takes the per-level loop below
+            if not _is_tracing():
+                # Boxes grouped by level with one stable sort and one host copy of the counts,
+                # instead of a nonzero (and a host sync) per level; same indices, same order.
+                order = torch.argsort(levels, stable=True)
+                counts = torch.bincount(levels, minlength=num_levels).tolist()
+                for inds, pooler, features in zip(order.split(counts), self.level_poolers, x):
+                    output.index_put_((inds,), pooler(features, pooler_fmt_boxes[inds]))
+                return output
         for level, pooler in enumerate(self.level_poolers):
             inds = nonzero_tuple(levels == level)[0]
             # index_put_ rather than masked assignment: traceable, and no dtype surprises.
