@@ -34,7 +34,7 @@ step "torch, torchvision (large: minutes on a slow network)"
 pip_install "torch==2.14.1" "torchvision==0.29.1"
 step "build tools and dependencies"
 pip_install ninja "setuptools>=77" wheel pytest pyyaml jinja2 \
-  numpy Pillow matplotlib "pycocotools>=2.0.2" termcolor tabulate cloudpickle tqdm tensorboard \
+  numpy Pillow matplotlib "hypothesis==6.155.2" "pycocotools>=2.0.2" termcolor tabulate cloudpickle tqdm tensorboard \
   "fvcore>=0.1.5,<0.1.6" "iopath>=0.1.7,<0.1.10" "omegaconf>=2.1,<2.4" "hydra-core>=1.1" yacs packaging \
   shapely scipy opencv-python-headless onnx onnxruntime \
   "py-rattler==0.28.0" "py-rattler-build==0.73.0" whl2conda conda-package-handling conda-pack

@@ -1,7 +1,5 @@
-"""Property suite of box_iou_rotated / nms_rotated: hypothesis on CPU (and CUDA where
-hypothesis is installed) with >= 2,000 examples a property, plus the same properties on
-a seeded sweep of 4,096 pairs that runs without hypothesis (so the GPU machine checks
-them too). The exact IoU comes from shapely polygons in float64."""
+"""Property suite of box_iou_rotated / nms_rotated: hypothesis on CPU and CUDA with
+>= 2,000 examples a property, plus the same properties on a seeded sweep of 4,096 pairs. The exact IoU comes from shapely polygons in float64."""
 import math
 import os
 import sys
@@ -172,96 +170,86 @@ def test_sweep_nms_matches_exact_greedy(device):
 # --- hypothesis --------------------------------------------------------------------------
 
 
-try:
-    import hypothesis
-    from hypothesis import HealthCheck, given, settings
-    from hypothesis import strategies as st
-except ImportError:  # the seeded sweeps above still run
-    hypothesis = None
+import hypothesis  # required: scripts/bootstrap.sh installs it (a missing one must fail, not skip)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 
 def _device_params():
     return ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 
 
-if hypothesis is None:
+SETTINGS = settings(
+    max_examples=EXAMPLES, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
+coord = st.floats(-200.0, 200.0, allow_nan=False)
+length = st.one_of(st.floats(1e-2, 100.0), st.sampled_from([1e-3, 1e3, 1.0, 2.0]))
+angle = st.one_of(st.floats(-720.0, 720.0), st.sampled_from([0.0, 90.0, -90.0, 180.0, 45.0, 720.0, -720.0]))
+box = st.tuples(coord, coord, length, length, angle)
 
-    @pytest.mark.skip(reason="hypothesis is not installed (the seeded sweeps check the same properties)")
-    def test_property_suite_needs_hypothesis():
-        pass
+@st.composite
+def pair(draw):
+    """Two boxes: independent, or a hard relation (touching, inside, near-parallel)."""
+    a = list(draw(box))
+    kind = draw(st.sampled_from(["free", "near", "touch", "inside", "parallel"]))
+    t = math.radians(a[4])
+    if kind == "free":
+        b = list(draw(box))
+    elif kind == "near":
+        b = list(draw(box))
+        b[0] = a[0] + draw(st.floats(-1, 1)) * a[2]
+        b[1] = a[1] + draw(st.floats(-1, 1)) * a[3]
+    elif kind == "touch":
+        w = draw(length)
+        shift = (a[2] + w) / 2
+        b = [a[0] + shift * math.cos(t), a[1] - shift * math.sin(t), w, a[3], a[4]]
+    elif kind == "inside":
+        b = [a[0], a[1], a[2] * draw(st.floats(0.05, 1.0)), a[3] * draw(st.floats(0.05, 1.0)), draw(angle)]
+    else:
+        off = draw(st.floats(-0.3, 0.3)) * a[3]
+        delta = draw(st.sampled_from([1e-9, 1e-6, -1e-4, 1e-2, 90.0, 180.0 - 1e-6]))
+        b = [a[0] + off * math.sin(t), a[1] + off * math.cos(t), draw(length), a[3], a[4] + delta]
+    return np.array([a]), np.array([b])
 
-else:
-    SETTINGS = settings(
-        max_examples=EXAMPLES, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
-    )
-    coord = st.floats(-200.0, 200.0, allow_nan=False)
-    length = st.one_of(st.floats(1e-2, 100.0), st.sampled_from([1e-3, 1e3, 1.0, 2.0]))
-    angle = st.one_of(st.floats(-720.0, 720.0), st.sampled_from([0.0, 90.0, -90.0, 180.0, 45.0, 720.0, -720.0]))
-    box = st.tuples(coord, coord, length, length, angle)
+@pytest.mark.parametrize("dev", _device_params())
+@SETTINGS
+@given(pair())
+def test_property_iou_in_unit_interval_and_symmetric(dev, ab):
+    a, b = ab
+    check_range_and_symmetry(a, b, torch.float64, dev)
+    check_range_and_symmetry(a, b, torch.float32, dev)
 
-    @st.composite
-    def pair(draw):
-        """Two boxes: independent, or a hard relation (touching, inside, near-parallel)."""
-        a = list(draw(box))
-        kind = draw(st.sampled_from(["free", "near", "touch", "inside", "parallel"]))
-        t = math.radians(a[4])
-        if kind == "free":
-            b = list(draw(box))
-        elif kind == "near":
-            b = list(draw(box))
-            b[0] = a[0] + draw(st.floats(-1, 1)) * a[2]
-            b[1] = a[1] + draw(st.floats(-1, 1)) * a[3]
-        elif kind == "touch":
-            w = draw(length)
-            shift = (a[2] + w) / 2
-            b = [a[0] + shift * math.cos(t), a[1] - shift * math.sin(t), w, a[3], a[4]]
-        elif kind == "inside":
-            b = [a[0], a[1], a[2] * draw(st.floats(0.05, 1.0)), a[3] * draw(st.floats(0.05, 1.0)), draw(angle)]
-        else:
-            off = draw(st.floats(-0.3, 0.3)) * a[3]
-            delta = draw(st.sampled_from([1e-9, 1e-6, -1e-4, 1e-2, 90.0, 180.0 - 1e-6]))
-            b = [a[0] + off * math.sin(t), a[1] + off * math.cos(t), draw(length), a[3], a[4] + delta]
-        return np.array([a]), np.array([b])
+@pytest.mark.parametrize("dev", _device_params())
+@SETTINGS
+@given(pair(), st.floats(-1e3, 1e3), st.floats(-1e3, 1e3), st.floats(-720.0, 720.0))
+def test_property_invariant_under_common_rigid_motion(dev, ab, tx, ty, phi):
+    a, b = ab
+    check_rigid_invariance(a, b, tx, ty, phi, dev)
 
-    @pytest.mark.parametrize("dev", _device_params())
-    @SETTINGS
-    @given(pair())
-    def test_property_iou_in_unit_interval_and_symmetric(dev, ab):
-        a, b = ab
-        check_range_and_symmetry(a, b, torch.float64, dev)
-        check_range_and_symmetry(a, b, torch.float32, dev)
+@pytest.mark.parametrize("dev", _device_params())
+@SETTINGS
+@given(pair())
+def test_property_equals_exact_iou_float64(dev, ab):
+    check_exact(*ab, torch.float64, dev)
 
-    @pytest.mark.parametrize("dev", _device_params())
-    @SETTINGS
-    @given(pair(), st.floats(-1e3, 1e3), st.floats(-1e3, 1e3), st.floats(-720.0, 720.0))
-    def test_property_invariant_under_common_rigid_motion(dev, ab, tx, ty, phi):
-        a, b = ab
-        check_rigid_invariance(a, b, tx, ty, phi, dev)
+@pytest.mark.parametrize("dev", _device_params())
+@SETTINGS
+@given(pair())
+def test_property_equals_exact_iou_float32(dev, ab):
+    # float32 corners carry ~6e-8 x the long side: beyond an aspect ratio of 1000
+    # that is no longer small against the short side (use float64 there).
+    aspect = max(box[0, 2:4].max() / box[0, 2:4].min() for box in ab)
+    hypothesis.assume(aspect <= 1e3)
+    check_exact(*ab, torch.float32, dev)
 
-    @pytest.mark.parametrize("dev", _device_params())
-    @SETTINGS
-    @given(pair())
-    def test_property_equals_exact_iou_float64(dev, ab):
-        check_exact(*ab, torch.float64, dev)
-
-    @pytest.mark.parametrize("dev", _device_params())
-    @SETTINGS
-    @given(pair())
-    def test_property_equals_exact_iou_float32(dev, ab):
-        # float32 corners carry ~6e-8 x the long side: beyond an aspect ratio of 1000
-        # that is no longer small against the short side (use float64 there).
-        aspect = max(box[0, 2:4].max() / box[0, 2:4].min() for box in ab)
-        hypothesis.assume(aspect <= 1e3)
-        check_exact(*ab, torch.float32, dev)
-
-    @pytest.mark.parametrize("dev", _device_params())
-    @SETTINGS
-    @given(
-        st.lists(st.tuples(st.floats(0, 10), st.floats(0, 10), st.floats(0.5, 8), st.floats(0.5, 8), angle), min_size=1,
-                 max_size=6),
-        st.sampled_from([0.1, 0.3, 0.5, 0.7]),
-    )
-    def test_property_nms_equals_exact_greedy_nms(dev, boxes, threshold):
-        boxes = np.array(boxes, dtype=np.float64)
-        scores = np.linspace(1.0, 0.1, len(boxes))[np.random.RandomState(len(boxes)).permutation(len(boxes))]
-        hypothesis.assume(check_nms(boxes, scores, threshold, dev))
+@pytest.mark.parametrize("dev", _device_params())
+@SETTINGS
+@given(
+    st.lists(st.tuples(st.floats(0, 10), st.floats(0, 10), st.floats(0.5, 8), st.floats(0.5, 8), angle), min_size=1,
+             max_size=6),
+    st.sampled_from([0.1, 0.3, 0.5, 0.7]),
+)
+def test_property_nms_equals_exact_greedy_nms(dev, boxes, threshold):
+    boxes = np.array(boxes, dtype=np.float64)
+    scores = np.linspace(1.0, 0.1, len(boxes))[np.random.RandomState(len(boxes)).permutation(len(boxes))]
+    hypothesis.assume(check_nms(boxes, scores, threshold, dev))
