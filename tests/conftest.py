@@ -1,3 +1,5 @@
+import logging
+
 import pytest
 import torch
 
@@ -18,3 +20,21 @@ def pytest_collection_modifyitems(config, items):
 def device(request):
     """Runs a test once per device: CPU always, CUDA where a GPU exists."""
     return torch.device(request.param)
+
+
+@pytest.fixture(autouse=True)
+def _restore_library_loggers():
+    """setup_logger (called by default_setup, DefaultTrainer, the demo) gives the
+    "detectron2"/"fvcore" loggers their own handlers and turns propagation off, as
+    upstream does; undo it after each test so that a later test's caplog still sees
+    their records whatever order the tests run in."""
+    saved = {}
+    for name in ("detectron2", "fvcore"):
+        logger = logging.getLogger(name)
+        saved[name] = (logger.level, logger.propagate, list(logger.handlers))
+    yield
+    for name, (level, propagate, handlers) in saved.items():
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        logger.propagate = propagate
+        logger.handlers[:] = handlers

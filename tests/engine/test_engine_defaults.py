@@ -27,22 +27,6 @@ from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.utils.events import JSONWriter, TensorboardXWriter
 
 
-@pytest.fixture(autouse=True)
-def _restore_loggers():
-    """default_setup and DefaultTrainer configure the "detectron2" and "fvcore" loggers
-    (handlers, no propagation); undo it so that later tests' caplog still works."""
-    saved = {}
-    for name in ("detectron2", "fvcore"):
-        logger = logging.getLogger(name)
-        saved[name] = (logger.level, logger.propagate, list(logger.handlers))
-    yield
-    for name, (level, propagate, handlers) in saved.items():
-        logger = logging.getLogger(name)
-        logger.setLevel(level)
-        logger.propagate = propagate
-        logger.handlers[:] = handlers
-
-
 class _Capture(logging.Handler):
     """Collects the messages of the detectron2.engine loggers (setup_logger turns off
     their propagation, so pytest's caplog does not see them)."""
