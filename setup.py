@@ -136,7 +136,10 @@ def _extension():
     if with_cuda:
         sources += _sources("ops/*/cuda/*.cpp") + _sources("ops/*/cuda/*.cu")
         define_macros.append(("WITH_CUDA", None))
-        extra_compile_args["nvcc"] = ["-O3", "--expt-relaxed-constexpr"] + (["-lineinfo"] if debug else [])
+        # -compress-all also compresses the PTX (nvcc compresses only SASS by default), as
+        # PyTorch's own builds do: the PTX of a "+PTX" arch is the largest part of _C.
+        extra_compile_args["nvcc"] = ["-O3", "--expt-relaxed-constexpr", "-Xfatbin=-compress-all"]
+        extra_compile_args["nvcc"] += ["-lineinfo"] if debug else []
         # After torch's and the toolkit's own -I (the toolkit's headers win), for the
         # library headers a bare toolkit lacks.
         library_includes = ["-I" + d for d in _cuda_library_include_dirs()]

@@ -81,6 +81,46 @@ def probe(python: str) -> Dict[str, str]:
         return json.loads(run([python, "-c", code]).strip().splitlines()[-1])
 
 
+# conda name -> (import name, pip name) where they differ; packages with no python module
+# (the interpreter, CUDA metapackages, virtual packages, MKL) are not checked.
+_PYTHON_LIBRARIES = {"pillow": ("PIL", "Pillow"), "matplotlib-base": ("matplotlib", "matplotlib"),
+                     "hydra-core": ("hydra", "hydra-core"), "py-opencv": ("cv2", "opencv-python-headless"),
+                     "pytorch": ("torch", "torch")}
+_NOT_PYTHON = {"python", "pytorch-cuda", "pytorch-mutex", "mkl", "cuda-arch", "cuda-version"}
+
+
+def missing_run_dependencies(variant: "V.Variant", python: str, py: str) -> List[str]:
+    """pip specs of the package's run dependencies that the builder's python cannot import.
+
+    The installed package is tested with the builder's python (see the module doc), so it
+    must hold what the package declares; checked before the minutes of compiling."""
+    depends, _ = distro.run_requirements(variant.name, py)
+    wanted = {}
+    for spec in depends:
+        name, _, version = spec.partition(" ")
+        if name.startswith("__") or name in _NOT_PYTHON:
+            continue
+        module, pip_name = _PYTHON_LIBRARIES.get(name, (name, name))
+        wanted[module] = pip_name + _pip_pin(version)
+    code = ("import importlib.util, sys; "
+            "print(' '.join(m for m in sys.argv[1:] if importlib.util.find_spec(m) is None))")
+    specs = [wanted[m] for m in run([python, "-c", code, *wanted]).split()]
+    # A pinned numpy goes along even where numpy is there, so that pip does not upgrade it
+    # for a newcomer (torch 2.0 breaks on numpy 2).
+    numpy_pin = wanted.get("numpy", "numpy")
+    if specs and numpy_pin != "numpy" and numpy_pin not in specs:
+        specs.append(numpy_pin)
+    return specs
+
+
+def _pip_pin(version: str) -> str:
+    """conda's version spec as pip's: '0.15.2.*' -> '==0.15.2.*', '>=1.1' stays; a spec
+    with a build string ('2.0.1.* *cuda*') is left to the builder's probe."""
+    if not version or " " in version:
+        return ""
+    return "==" + version if version[0].isdigit() else version
+
+
 def build_env(variant: "V.Variant") -> Dict[str, str]:
     """recipe/build.sh's environment, plus the legacy toolchain's paths for CUDA 11.x."""
     env = dict(os.environ)
@@ -437,6 +477,11 @@ def main(argv: List[str]) -> int:
     if variant.is_cuda and built["torch_cuda"] is None:
         raise SystemExit(f"error: {python} has a CPU-only torch; variant {variant.name} needs CUDA {variant.cuda}")
     log(f"variant {variant.name} python {py}: builder {python} (torch {built['torch']}, CUDA {built['torch_cuda']})")
+    missing = missing_run_dependencies(variant, python, py)
+    if missing:
+        specs = " ".join(f'"{m}"' for m in missing)
+        raise SystemExit(f"error: {python} lacks what the package needs at run time, so the installed package "
+                         f"could not be tested; install it first: {python} -m pip install {specs}")
 
     work = tempfile.mkdtemp(prefix=f"d2-build-{variant.name}-")
     timings = {}

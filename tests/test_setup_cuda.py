@@ -110,3 +110,23 @@ def test_the_installed_torch_headers_are_found_here(setup_py):
     found = setup_py["_cuda_library_include_dirs"]()
     assert any(os.path.isfile(os.path.join(d, "cusparse.h")) for d in found) or \
         any(os.path.isfile(os.path.join(d, "cusparse.h")) for d in setup_py["_toolkit_include_dirs"]()), found
+
+
+@pytest.mark.parametrize("debug", ["", "1"])
+def test_release_and_debug_compile_flags(setup_py, monkeypatch, debug):
+    monkeypatch.setenv("DEBUG", debug)
+    setup_py["_want_cuda"] = lambda: True
+    made = {}
+    fake = types.SimpleNamespace(CUDAExtension=lambda name, **kw: made.setdefault("cuda", kw),
+                                 CppExtension=lambda name, **kw: made.setdefault("cpp", kw))
+    monkeypatch.setitem(setup_py, "cpp_extension", types.SimpleNamespace(**{**vars(setup_py["cpp_extension"]),
+                                                                          **vars(fake)}))
+    setup_py["_extension"]()
+    args = made["cuda"]
+    nvcc, cxx, link = args["extra_compile_args"]["nvcc"], args["extra_compile_args"]["cxx"], args["extra_link_args"]
+    # PTX is compressed too (nvcc compresses only SASS by default): half the size of _C.
+    assert "-Xfatbin=-compress-all" in nvcc and "-O3" in nvcc
+    if debug:
+        assert "-lineinfo" in nvcc and "-g" in cxx and "-s" not in link
+    else:
+        assert "-lineinfo" not in nvcc and "-g0" in cxx and link == ["-s"]

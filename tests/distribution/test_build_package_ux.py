@@ -121,3 +121,46 @@ def test_default_toolchain_is_not_a_machine_path(monkeypatch):
     with pytest.raises(SystemExit, match="D2_TOOLCHAIN_PYTHON"):
         B.builder_python(V.get_variant("cu117"), None)
     assert B.builder_python(V.get_variant("cpu"), None) == sys.executable
+
+
+def _python_without_site_packages(tmp_path) -> str:
+    """An interpreter that sees only the standard library: every dependency is missing."""
+    path = tmp_path / "bare-python"
+    path.write_text(f"#!/bin/sh\nexec {sys.executable} -I -S \"$@\"\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_missing_run_dependencies_name_pip_specs_with_the_variants_pins(tmp_path):
+    bare = _python_without_site_packages(tmp_path)
+    missing = B.missing_run_dependencies(V.get_variant("cu117"), bare, "3.11")
+    # conda names become pip names and conda version specs pip's.
+    for spec in ("torch", "torchvision==0.15.2.*", "numpy<2", "Pillow>=7.1", "fvcore>=0.1.5,<0.1.6",
+                 "hydra-core>=1.1", "opencv-python-headless", "matplotlib"):
+        assert spec in missing
+    # No conda-only or virtual package is asked of pip.
+    assert not [s for s in missing if s.startswith(("__", "python", "pytorch", "cuda", "mkl"))]
+    # This machine's interpreter has them all (bootstrap installs what the package declares).
+    assert B.missing_run_dependencies(V.get_variant("cpu"), sys.executable, "3.11") == []
+
+
+def test_numpy_pin_goes_along_with_other_missing_packages(tmp_path, monkeypatch):
+    # numpy importable, fvcore not: the pip line still pins numpy so that pip keeps it <2.
+    monkeypatch.setattr(B, "run", lambda cmd, **kw: "fvcore\n")
+    assert B.missing_run_dependencies(V.get_variant("cu117"), sys.executable, "3.11") == [
+        "fvcore>=0.1.5,<0.1.6", "numpy<2"]
+    monkeypatch.setattr(B, "run", lambda cmd, **kw: "\n")
+    assert B.missing_run_dependencies(V.get_variant("cu117"), sys.executable, "3.11") == []
+
+
+def test_build_stops_before_compiling_when_the_toolchain_lacks_run_dependencies(tmp_path, monkeypatch, capsys):
+    bare = _python_without_site_packages(tmp_path)
+    v = V.get_variant("cpu")
+    monkeypatch.setattr(B, "probe", lambda python: {"python": "3.11", "torch": v.pytorch, "torchvision": None,
+                                                    "torch_cuda": None, "numpy": "2.0"})
+    monkeypatch.setattr(B, "build_wheel", lambda *a, **k: pytest.fail("compiled although dependencies are missing"))
+    with pytest.raises(SystemExit) as err:
+        B.main(["cpu", "--toolchain-python", bare, "--python", "3.11", "--out", str(tmp_path / "ch")])
+    message = str(err.value)
+    assert "lacks what the package needs at run time" in message
+    assert f"{bare} -m pip install" in message and '"fvcore>=0.1.5,<0.1.6"' in message
