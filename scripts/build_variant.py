@@ -81,11 +81,13 @@ def probe(python: str) -> Dict[str, str]:
         return json.loads(run([python, "-c", code]).strip().splitlines()[-1])
 
 
-# conda name -> (import name, pip name) where they differ; packages with no python module
-# (the interpreter, CUDA metapackages, virtual packages, MKL) are not checked.
-_PYTHON_LIBRARIES = {"pillow": ("PIL", "Pillow"), "matplotlib-base": ("matplotlib", "matplotlib"),
-                     "hydra-core": ("hydra", "hydra-core"), "py-opencv": ("cv2", "opencv-python-headless"),
-                     "pytorch": ("torch", "torch")}
+# conda name -> pip name (pyproject's map, inverted) and -> import name, where they differ;
+# packages with no python module (the interpreter, CUDA metapackages, virtual packages,
+# MKL) are not checked.
+_PIP_NAMES = {**{conda: pip for pip, conda in V.CONDA_NAMES.items()},
+              "pytorch": "torch", "py-opencv": "opencv-python-headless"}
+_IMPORT_NAMES = {"pillow": "PIL", "matplotlib-base": "matplotlib", "hydra-core": "hydra", "py-opencv": "cv2",
+                 "pytorch": "torch"}
 _NOT_PYTHON = {"python", "pytorch-cuda", "pytorch-mutex", "mkl", "cuda-arch", "cuda-version"}
 
 
@@ -100,8 +102,7 @@ def missing_run_dependencies(variant: "V.Variant", python: str, py: str) -> List
         name, _, version = spec.partition(" ")
         if name.startswith("__") or name in _NOT_PYTHON:
             continue
-        module, pip_name = _PYTHON_LIBRARIES.get(name, (name, name))
-        wanted[module] = pip_name + _pip_pin(version)
+        wanted[_IMPORT_NAMES.get(name, name)] = _PIP_NAMES.get(name, name) + _pip_pin(version)
     code = ("import importlib.util, sys; "
             "print(' '.join(m for m in sys.argv[1:] if importlib.util.find_spec(m) is None))")
     specs = [wanted[m] for m in run([python, "-c", code, *wanted]).split()]

@@ -58,9 +58,10 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-def write_file_atomically(dest: str, fill) -> None:
+def write_file_atomically(dest: str, fill, verify=None) -> None:
     """Create ``dest`` via a temporary in its directory: ``fill(file)`` writes it, then it is
-    fsync'ed, given the umask's mode and renamed over ``dest``."""
+    fsync'ed, checked by ``verify(temporary_path)`` (which raises to abort: nothing is
+    renamed), given the umask's mode and renamed over ``dest``."""
     directory = os.path.dirname(os.path.abspath(dest))
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(dest) + ".", suffix=PARTIAL_SUFFIX, dir=directory)
     try:
@@ -68,6 +69,8 @@ def write_file_atomically(dest: str, fill) -> None:
             fill(f)
             f.flush()
             os.fsync(f.fileno())
+        if verify is not None:
+            verify(tmp)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, dest)
     except BaseException:
@@ -87,26 +90,15 @@ def copy_verified(src: str, dest: str, sha256: Optional[str] = None, size: Optio
         with open(src, "rb") as s:
             shutil.copyfileobj(s, f, 1 << 20)
 
-    directory = os.path.dirname(os.path.abspath(dest))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(dest) + ".", suffix=PARTIAL_SUFFIX, dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fill(f)
-            f.flush()
-            os.fsync(f.fileno())
+    def verify(tmp: str) -> None:
         got_size, got_sha = os.path.getsize(tmp), sha256_of(tmp)
         if got_size != expected_size or got_sha != expected_sha:
             raise ChannelError(
                 f"copy of {src} does not verify: size {got_size} sha256 {got_sha}, expected size "
                 f"{expected_size} sha256 {expected_sha} (the source changed, or its repodata is stale)"
             )
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, dest)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(directory)
+
+    write_file_atomically(dest, fill, verify)
 
 
 def is_package(name: str) -> bool:

@@ -117,10 +117,7 @@ def test_release_and_debug_compile_flags(setup_py, monkeypatch, debug):
     monkeypatch.setenv("DEBUG", debug)
     setup_py["_want_cuda"] = lambda: True
     made = {}
-    fake = types.SimpleNamespace(CUDAExtension=lambda name, **kw: made.setdefault("cuda", kw),
-                                 CppExtension=lambda name, **kw: made.setdefault("cpp", kw))
-    monkeypatch.setitem(setup_py, "cpp_extension", types.SimpleNamespace(**{**vars(setup_py["cpp_extension"]),
-                                                                          **vars(fake)}))
+    monkeypatch.setattr(setup_py["cpp_extension"], "CUDAExtension", lambda name, **kw: made.setdefault("cuda", kw))
     setup_py["_extension"]()
     args = made["cuda"]
     nvcc, cxx, link = args["extra_compile_args"]["nvcc"], args["extra_compile_args"]["cxx"], args["extra_link_args"]

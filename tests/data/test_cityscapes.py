@@ -8,7 +8,7 @@ from detectron2.data.datasets.builtin_meta import CITYSCAPES_STUFF_CLASSES, CITY
 from detectron2.data.datasets.cityscapes import load_cityscapes_instances, load_cityscapes_semantic
 from detectron2.structures import BoxMode
 
-pytest.importorskip("shapely")  # a test dependency of the project (pyproject [test])
+import shapely  # noqa: E402,F401  (a test dependency of the project: pyproject [test], bootstrap)
 
 
 def _square(x0, y0, x1, y1):

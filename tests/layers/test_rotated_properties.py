@@ -14,7 +14,7 @@ from detectron2.layers.rotated_boxes import pairwise_iou_rotated
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import rotated_reference as ref  # noqa: E402
 
-shapely_geometry = pytest.importorskip("shapely.geometry")
+import shapely.geometry as shapely_geometry  # noqa: E402  (a test dependency: bootstrap installs it)
 
 # 2,000 examples a property; scripts/gpu/rot.sh lowers it only for its compute-sanitizer pass.
 EXAMPLES = int(os.environ.get("D2_ROTATED_PROPERTY_EXAMPLES", "2000"))

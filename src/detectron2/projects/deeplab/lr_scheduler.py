@@ -4,12 +4,12 @@ from typing import List
 
 import torch
 
-from detectron2.solver.lr_scheduler import LRScheduler, _get_warmup_factor_at_iter
+from detectron2.solver.lr_scheduler import _LegacyWarmupLR
 
 __all__ = ["WarmupPolyLR"]
 
 
-class WarmupPolyLR(LRScheduler):
+class WarmupPolyLR(_LegacyWarmupLR):
     """lr = base_lr * warmup(iter) * (1 - iter / max_iters) ** power. With
     ``constant_ending > 0``, once warmup is over the factor never drops below it."""
 
@@ -27,24 +27,17 @@ class WarmupPolyLR(LRScheduler):
         if max_iters <= 0:
             raise ValueError(f"WarmupPolyLR: max_iters must be positive, got {max_iters}")
         self.max_iters = max_iters
-        self.warmup_factor = warmup_factor
-        self.warmup_iters = warmup_iters
-        self.warmup_method = warmup_method
         self.power = power
         self.constant_ending = constant_ending
-        super().__init__(optimizer, last_epoch)
+        super().__init__(optimizer, warmup_factor, warmup_iters, warmup_method, last_epoch)
 
     def get_lr(self) -> List[float]:
         if self.last_epoch > self.max_iters:
             raise ValueError(
                 f"WarmupPolyLR stepped to iteration {self.last_epoch}, past max_iters={self.max_iters}"
             )
-        warmup = _get_warmup_factor_at_iter(self.warmup_method, self.last_epoch, self.warmup_iters, self.warmup_factor)
+        warmup = self._warmup()
         poly = math.pow(1.0 - self.last_epoch / self.max_iters, self.power)
         if self.constant_ending > 0 and warmup == 1.0 and poly < self.constant_ending:
             return [base_lr * self.constant_ending for base_lr in self.base_lrs]
         return [base_lr * warmup * poly for base_lr in self.base_lrs]
-
-    def _compute_values(self) -> List[float]:
-        # The new interface of torch's schedulers.
-        return self.get_lr()
