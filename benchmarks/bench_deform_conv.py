@@ -1,7 +1,11 @@
 """Deformable convolution: detectron2 vs torchvision.ops.deform_conv2d (and a plain-PyTorch
 reference at small sizes), forward and forward+backward, with and without the mask.
 
-    python benchmarks/bench_deform_conv.py [--device cuda] [--quick]
+    python benchmarks/bench_deform_conv.py [--device cuda] [--quick] [--tf32]
+
+--tf32 sets torch.backends.cuda.matmul.allow_tf32 for every implementation: the GEMM that
+dominates the forward then runs on tensor cores (the user's opt-in; off by default in
+PyTorch, and off in the default run here, so outputs stay exact float32 GEMMs).
 
 Ratios are ours / peer: below 1.0 means detectron2 is faster.
 """
@@ -86,8 +90,13 @@ def timed(fn, tensors, backward, device, iters):
 
 
 def main() -> None:
+    tf32 = "--tf32" in sys.argv
+    if tf32:
+        sys.argv.remove("--tf32")
+        torch.backends.cuda.matmul.allow_tf32 = True
     args = parse_args(__doc__.splitlines()[0])
-    print(f"# deformable convolution 3x3 on {describe_device(args.device)}\n")
+    print(f"# deformable convolution 3x3 on {describe_device(args.device)}"
+          f"{', TF32 GEMMs allowed' if tf32 else ''}\n")
     if args.quick:
         sizes = [(1, 16, 16, 16)]
         ref_max = 16 * 16 * 16

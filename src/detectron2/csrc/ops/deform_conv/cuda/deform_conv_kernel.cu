@@ -93,8 +93,8 @@ __device__ __forceinline__ int64_t task_count(const Geometry& g, int64_t chunks)
 }
 
 template <typename T>
-__global__ void im2col_kernel(const T* input, const T* offset, const T* mask, Geometry g, int64_t chunks,
-                              T* columns) {
+__global__ void im2col_kernel(const T* __restrict__ input, const T* __restrict__ offset, const T* __restrict__ mask,
+                              Geometry g, int64_t chunks, T* __restrict__ columns) {
   const int64_t total = task_count(g, chunks);
   for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < total;
        idx += int64_t(blockDim.x) * gridDim.x) {
@@ -155,10 +155,24 @@ int64_t channel_chunks(const Geometry& g) {
   return std::max<int64_t>(1, std::min<int64_t>(g.group_channels(), (kTargetThreads + taps - 1) / taps));
 }
 
+// im2col splits channels further than the other kernels (they reduce over channels, im2col
+// does not): a thread then samples at most kIm2colChannels channels at the tap it located,
+// which keeps enough independent gathers in flight on large maps.
+namespace {
+
+constexpr int64_t kIm2colChannels = 16;
+
+int64_t im2col_chunks(const Geometry& g) {
+  const int64_t cg = g.group_channels();
+  return std::max<int64_t>(channel_chunks(g), std::min<int64_t>(cg, (cg + kIm2colChannels - 1) / kIm2colChannels));
+}
+
+}  // namespace
+
 template <typename T>
 cudaError_t launch_im2col(const T* input, const T* offset, const T* mask, const Geometry& g, T* columns,
                           cudaStream_t stream) {
-  const int64_t chunks = channel_chunks(g);
+  const int64_t chunks = im2col_chunks(g);
   const int64_t total = g.deformable_groups * chunks * g.kernel_size() * g.batch * g.out_pixels();
   if (total == 0) return cudaSuccess;
   im2col_kernel<T><<<blocks_for(total), kThreads, 0, stream>>>(input, offset, mask, g, chunks, columns);
