@@ -8,6 +8,8 @@ counter-clockwise *on screen* in image coordinates, where y points down. A local
 (u, v) of the unrotated box therefore lands at (x + u cos a + v sin a, y - u sin a + v cos a):
 with a = 90 the box's right edge (u = w/2) moves to the top of the image (smaller y).
 """
+from fractions import Fraction
+
 import numpy as np
 
 
@@ -47,10 +49,8 @@ def polygon_area(poly) -> float:
     return 0.5 * abs(np.dot(p[:, 0], np.roll(p[:, 1], -1)) - np.dot(p[:, 1], np.roll(p[:, 0], -1)))
 
 
-def iou(box1, box2) -> float:
-    w1, h1, w2, h2 = float(box1[2]), float(box1[3]), float(box2[2]), float(box2[3])
-    if min(w1, h1, w2, h2) <= 0:
-        return 0.0
+def intersection_area(box1, box2) -> float:
+    """Overlap area of two boxes with positive sides, by float64 clipping."""
     # Work relative to the first centre, like any careful implementation must.
     origin = np.array([float(box1[0]), float(box1[1])])
     poly = list(corners(box1) - origin)
@@ -59,8 +59,43 @@ def iou(box1, box2) -> float:
         if not poly:
             break
         poly = _clip(poly, clip[k], clip[(k + 1) % 4])
-    inter = polygon_area(poly)
+    return polygon_area(poly)
+
+
+def iou(box1, box2) -> float:
+    w1, h1, w2, h2 = float(box1[2]), float(box1[3]), float(box2[2]), float(box2[3])
+    if min(w1, h1, w2, h2) <= 0:
+        return 0.0
+    inter = intersection_area(box1, box2)
     return inter / (w1 * h1 + w2 * h2 - inter)
+
+
+def exact_intersection_area(poly1, poly2) -> float:
+    """Area of the intersection of two convex polygons whose float64 vertices are taken as
+    exact rationals: Sutherland-Hodgman clipping in Fractions, so no rounding at all (the
+    arbiter when float methods disagree; ~0.6 ms a pair)."""
+
+    def counter_clockwise(poly):
+        pts = [(Fraction(float(x)), Fraction(float(y))) for x, y in poly]
+        twice_area = sum(pts[k][0] * pts[k - 1][1] - pts[k - 1][0] * pts[k][1] for k in range(len(pts)))
+        return pts if twice_area <= 0 else pts[::-1]  # (k, k-1) order: <= 0 means counter-clockwise
+
+    poly, clip = counter_clockwise(poly1), counter_clockwise(poly2)
+    for k in range(len(clip)):
+        (ax, ay), (bx, by) = clip[k], clip[(k + 1) % len(clip)]
+        sides = [(bx - ax) * (py - ay) - (by - ay) * (px - ax) for px, py in poly]
+        out = []
+        for j, (p, sp) in enumerate(zip(poly, sides)):
+            q, sq = poly[(j + 1) % len(poly)], sides[(j + 1) % len(poly)]
+            if sp >= 0:
+                out.append(p)
+            if (sp > 0 > sq) or (sp < 0 < sq):
+                t = sp / (sp - sq)
+                out.append((p[0] + t * (q[0] - p[0]), p[1] + t * (q[1] - p[1])))
+        poly = out
+        if len(poly) < 3:
+            return 0.0
+    return float(abs(sum(poly[k - 1][0] * poly[k][1] - poly[k][0] * poly[k - 1][1] for k in range(len(poly)))) / 2)
 
 
 def pairwise_iou(boxes1, boxes2) -> np.ndarray:
