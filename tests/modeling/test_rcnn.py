@@ -8,6 +8,7 @@ import pytest
 import torch
 from rcnn_toys import ToyBackbone, toy_cfg, toy_inputs
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from detectron2.modeling import (
     META_ARCH_REGISTRY,
@@ -387,3 +388,56 @@ def test_mask_rcnn_end_to_end_on_cuda():
     with torch.no_grad():
         out = model(toy_inputs(with_instances=False))
     assert out[0]["instances"].pred_masks.device.type == "cuda"
+
+
+class _HostSyncCounter(TorchDispatchMode):
+    """Counts the ops that make the host wait for a GPU (on any device: the same code
+    paths run on the CPU, where they are cheap but still counted)."""
+
+    SYNC_OPS = ("aten.nonzero.", "aten._local_scalar_dense.", "aten.is_nonzero.")
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if str(func).startswith(self.SYNC_OPS):
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def _training_step_syncs(num_copies: int) -> int:
+    torch.manual_seed(0)
+    model = build_model(_mask_rcnn_cfg())
+    inputs = _with_box_masks(toy_inputs()) * num_copies
+    with EventStorage():
+        model(inputs)  # warm-up: lazily built state (anchors, caches) is not counted
+        counter = _HostSyncCounter()
+        with counter:
+            sum(model(inputs).values()).backward()
+    return counter.count
+
+
+def test_training_step_host_syncs_do_not_grow_with_the_batch():
+    # Matching, sampling, proposal selection, pooling and the losses work on all images at
+    # once: a Mask R-CNN training step waits for the device a fixed number of times,
+    # whatever the batch size (the mask targets' box check used to add one per image).
+    two, six = _training_step_syncs(1), _training_step_syncs(3)
+    assert six == two
+    assert two <= 16
+
+
+def test_mask_loss_reports_non_finite_rois_once_for_all_images():
+    from detectron2.modeling.roi_heads.mask_head import mask_rcnn_loss
+    from detectron2.layers._checks import BadInputError
+
+    images = []
+    for n in (2, 3):
+        inst = Instances((20, 20))
+        inst.proposal_boxes = Boxes(torch.tensor([[1.0, 1.0, 9.0, 9.0]] * n))
+        inst.gt_classes = torch.zeros(n, dtype=torch.int64)
+        inst.gt_masks = BitMasks(torch.ones(n, 20, 20, dtype=torch.bool))
+        images.append(inst)
+    images[1].proposal_boxes.tensor[1, 2] = float("nan")
+    with EventStorage(), pytest.raises(BadInputError, match=r"boxes must be finite.*rows \[3\]"):
+        mask_rcnn_loss(torch.zeros(5, 1, 4, 4), images)

@@ -124,18 +124,19 @@ class BitMasks:
         return roi_masks.to_bitmasks(boxes.expand(len(roi_masks), 4), height, width)
 
     @torch.jit.unused
-    def crop_and_resize(self, boxes: torch.Tensor, mask_size: int) -> torch.Tensor:
+    def crop_and_resize(self, boxes: torch.Tensor, mask_size: int, check_finite: bool = True) -> torch.Tensor:
         """Crop mask i to boxes[i] (XYXY, image coords) and resize to mask_size x mask_size.
 
         Bilinear RoIAlign of the 0/1 mask, thresholded at 0.5; returns an (N, M, M) bool
-        tensor on the masks' device.
+        tensor on the masks' device. ``check_finite=False`` skips the NaN/inf check of the
+        boxes (one host sync) for a caller that checked them already.
         """
         # Imported here: RoIAlign is an nn.Module and this method is not compiled by TorchScript.
         from detectron2.layers.roi_align import ROIAlign
 
         if len(boxes) != len(self):
             raise ValueAssertionError(f"BitMasks.crop_and_resize: {len(boxes)} boxes for {len(self)} masks")
-        _check_crop_boxes(boxes, len(self), "BitMasks")
+        check_crop_boxes(boxes, len(self), "BitMasks", check_finite)
         dev = self.tensor.device
         batch_inds = torch.arange(len(boxes), device=dev).to(dtype=boxes.dtype)[:, None]
         rois = torch.cat([batch_inds, boxes.to(device=dev)], dim=1)
@@ -241,12 +242,12 @@ class PolygonMasks:
     def __len__(self) -> int:
         return len(self.polygons)
 
-    def crop_and_resize(self, boxes: torch.Tensor, mask_size: int) -> torch.Tensor:
+    def crop_and_resize(self, boxes: torch.Tensor, mask_size: int, check_finite: bool = True) -> torch.Tensor:
         """Rasterise instance i inside boxes[i] (XYXY) to an (N, M, M) bool tensor on
-        the boxes' device."""
+        the boxes' device (``check_finite`` as in BitMasks.crop_and_resize)."""
         if len(boxes) != len(self):
             raise ValueAssertionError(f"PolygonMasks.crop_and_resize: {len(boxes)} boxes for {len(self)} masks")
-        _check_crop_boxes(boxes, len(self), "PolygonMasks")
+        check_crop_boxes(boxes, len(self), "PolygonMasks", check_finite)
         dev = boxes.device
         # Rasterisation runs on the CPU through pycocotools.
         boxes = boxes.to(torch.device("cpu"))
@@ -284,11 +285,12 @@ def _as_float64_array(t: Union[torch.Tensor, np.ndarray, List[float]]) -> np.nda
     return np.asarray(t).astype("float64")
 
 
-def _check_crop_boxes(boxes: torch.Tensor, n: int, owner: str) -> None:
-    """crop_and_resize needs (N, 4) finite boxes; a NaN box has no crop (one host sync)."""
+def check_crop_boxes(boxes: torch.Tensor, n: int, owner: str, check_finite: bool = True) -> None:
+    """crop_and_resize needs (N, 4) finite boxes; a NaN box has no crop. The finiteness
+    check costs one host sync: mask_rcnn_loss makes it once for all images."""
     if boxes.dim() != 2 or boxes.shape[1] != 4:
         raise BadInputError(f"{owner}.crop_and_resize: boxes must have shape ({n}, 4), got {tuple(boxes.shape)}")
-    if boxes.numel() and not bool(torch.isfinite(boxes).all()):
+    if check_finite and boxes.numel() and not bool(torch.isfinite(boxes).all()):
         bad = (~torch.isfinite(boxes)).any(dim=1).nonzero().flatten().tolist()
         raise BadInputError(
             f"{owner}.crop_and_resize: boxes must be finite, got NaN/inf in rows {bad[:10]}"

@@ -8,7 +8,8 @@ from torch.nn import functional as F
 from detectron2.config import configurable
 from detectron2.layers import Conv2d, ConvTranspose2d, ShapeSpec, cat, get_norm, move_device_like
 from detectron2.layers import _weight_init as weight_init
-from detectron2.structures import Instances
+from detectron2.structures import BitMasks, Instances, PolygonMasks
+from detectron2.structures.masks import check_crop_boxes
 from detectron2.utils.events import get_event_storage
 from detectron2.utils.registry import Registry
 
@@ -88,13 +89,14 @@ def mask_rcnn_loss(pred_mask_logits: torch.Tensor, instances: List[Instances], v
 
     gt_classes = []
     gt_masks = []
+    crop_kwargs = _check_rois_once(instances)
     for instances_per_image in instances:
         if len(instances_per_image) == 0:
             continue
         if not cls_agnostic_mask:
             gt_classes.append(instances_per_image.gt_classes.to(dtype=torch.int64))
         gt_masks_per_image = instances_per_image.gt_masks.crop_and_resize(
-            instances_per_image.proposal_boxes.tensor, mask_side_len
+            instances_per_image.proposal_boxes.tensor, mask_side_len, **crop_kwargs
         ).to(device=pred_mask_logits.device)
         gt_masks.append(gt_masks_per_image)  # (Ri, M, M), one per RoI
 
@@ -114,6 +116,18 @@ def mask_rcnn_loss(pred_mask_logits: torch.Tensor, instances: List[Instances], v
     if vis_period > 0 and get_event_storage().iter % vis_period == 0:
         _put_mask_images(pred_mask_logits, gt_masks)
     return F.binary_cross_entropy_with_logits(pred_mask_logits, gt_masks, reduction="mean")
+
+
+def _check_rois_once(instances: List[Instances]) -> dict:
+    """The NaN/inf check of every image's RoIs in one host sync (crop_and_resize would make
+    one per image); returns the crop_and_resize arguments that skip the per-image check,
+    or none for mask types other than BitMasks/PolygonMasks."""
+    with_rois = [x for x in instances if len(x) > 0]
+    if not with_rois or not all(isinstance(x.gt_masks, (BitMasks, PolygonMasks)) for x in with_rois):
+        return {}
+    boxes = cat([x.proposal_boxes.tensor for x in with_rois], dim=0)
+    check_crop_boxes(boxes, len(boxes), type(with_rois[0].gt_masks).__name__)
+    return {"check_finite": False}
 
 
 def mask_rcnn_inference(pred_mask_logits: torch.Tensor, pred_instances: List[Instances]) -> None:
