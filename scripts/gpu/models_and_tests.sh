@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue-13 GPU run of the models (after ops_iter.sh, or with BUILD=1 it prepares the machine
 # itself): the stage profile of a batch-8 fp32 training step (PROFILE=1), Mask R-CNN R50-FPN
-# vs torchvision (training b8/b16 fp32/AMP, inference b1; ITERS timed steps each), then
+# vs torchvision (training b8/b16 fp32/AMP, inference b1; ITERS timed steps each), the
+# batched anchor/proposal labelling vs the per-image loop (bench_matching.py), then
 # every CUDA test of the suite with the time that is left (END seconds in all, default 330).
 # Logs and a tarball in $OUT.
 set -uo pipefail
@@ -21,6 +22,7 @@ for a in "--train --batch 8" "--train --batch 8 --amp" "--train --batch 16" "--t
   "--batch 1" "--batch 1 --amp"; do
   timeout 60 python3 benchmarks/bench_mask_rcnn.py --device cuda --iters ${ITERS:-10} $a 2>&1 | grep -v "^|---"
 done > "$R/mask_rcnn.md"; log "mask_rcnn"
+timeout 90 python3 benchmarks/bench_matching.py --device cuda > "$R/matching.md" 2>&1; log "matching rc $?"
 # (tests/distribution and tests/hpc need rattler/conda-pack, not installed here: their
 # collection errors are reported, the CUDA tests elsewhere still run)
 timeout $(( $(left) - 15 )) python3 -m pytest -q -rfE -p no:cacheprovider -m cuda --continue-on-collection-errors tests \

@@ -6,9 +6,10 @@ import sys
 import pytest
 import torch
 
-from detectron2.modeling import build_roi_heads
+from detectron2.modeling import batched_matching, build_roi_heads
 from detectron2.modeling.roi_heads.roi_heads import StandardROIHeads
-from detectron2.structures import Boxes, Instances
+from detectron2.modeling.matcher import Matcher
+from detectron2.structures import Boxes, Instances, RotatedBoxes
 from detectron2.utils.events import EventStorage
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -46,7 +47,10 @@ def _sample(heads, props, gts, seed):
 
 
 @pytest.mark.parametrize("append_gt", [True, False])
-def test_batched_sampling_equals_per_image_loop(device, append_gt):
+@pytest.mark.parametrize("group_budget", [1 << 26, 100])  # one group; one image a group
+def test_batched_sampling_equals_per_image_loop(device, append_gt, group_budget, monkeypatch):
+    monkeypatch.setattr(batched_matching, "MAX_GROUP_ELEMENTS", group_budget)
+    monkeypatch.setattr(batched_matching, "BATCH_ON_CPU", True)
     cfg = T.small_cfg()
     cfg.MODEL.MASK_ON = False
     cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 16
@@ -56,6 +60,7 @@ def test_batched_sampling_equals_per_image_loop(device, append_gt):
 
     data = [_random_instances(n, g, 40 + i, device) for i, (n, g) in enumerate([(60, 4), (25, 0), (90, 7), (3, 2)])]
     props, gts = [p for p, _ in data], [g for _, g in data]
+    gts[2].gt_boxes.tensor[6] = gts[2].gt_boxes.tensor[2]  # tied gt rows
     batched, counts_batched = _sample(heads, props, gts, 3)
     heads.__class__ = _LoopHeads  # same weights and settings, the per-image loop
     assert not heads._can_batch_sampling()
@@ -86,3 +91,45 @@ def test_select_foreground_over_several_images(device):
         assert torch.equal(fg_inst.gt_classes, inst.gt_classes[expected])
         assert torch.equal(fg_inst.proposal_boxes.tensor, inst.proposal_boxes.tensor[expected])
     assert sum(len(f) for f in fg) > 0
+
+
+def _random_rotated(num_props, num_gt, seed, device):
+    g = torch.Generator().manual_seed(seed)
+
+    def boxes(n):
+        centers = torch.rand(n, 2, generator=g) * 50 + 7
+        sizes = torch.rand(n, 2, generator=g) * 20 + 2
+        angles = torch.rand(n, 1, generator=g) * 360 - 180
+        return RotatedBoxes(torch.cat([centers, sizes, angles], dim=1).to(device))
+
+    props = Instances(T.IMAGE_SIZE, proposal_boxes=boxes(num_props))
+    props.objectness_logits = torch.randn(num_props, generator=g).to(device)
+    gt = Instances(T.IMAGE_SIZE, gt_boxes=boxes(num_gt))
+    gt.gt_classes = torch.randint(0, 3, (num_gt,), generator=g).to(device)
+    return props, gt
+
+
+def test_rotated_heads_batched_sampling_equals_per_image_loop(device, monkeypatch):
+    # RROIHeads' rotated IoU is computed per image, then matched as a batch.
+    monkeypatch.setattr(batched_matching, "BATCH_ON_CPU", True)
+    cfg = T.small_cfg("RROIHeads")
+    cfg.MODEL.ROI_BOX_HEAD.POOLER_TYPE = "ROIAlignRotated"
+    cfg.MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS = (10.0, 10.0, 5.0, 5.0, 1.0)
+    cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 16
+    heads = build_roi_heads(cfg, T.input_shape()).to(device).train()
+    assert heads._can_batch_sampling()
+    data = [_random_rotated(n, g, 70 + i, device) for i, (n, g) in enumerate([(40, 3), (12, 0), (55, 6)])]
+    props, gts = [p for p, _ in data], [g for _, g in data]
+    batched, counts_batched = _sample(heads, props, gts, 5)
+    heads.proposal_matcher.__class__ = type("LoopMatcher", (Matcher,), {})  # not a Matcher: the loop
+    assert not heads._can_batch_sampling()
+    looped, counts_looped = _sample(heads, props, gts, 5)
+    assert counts_batched == counts_looped
+    assert sum(int((b.gt_classes < 3).sum()) for b in batched) > 0  # some foreground
+    for a, b in zip(batched, looped):
+        assert set(a.get_fields()) == set(b.get_fields())
+        for name in a.get_fields():
+            va, vb = a.get(name), b.get(name)
+            va = va.tensor if isinstance(va, RotatedBoxes) else va
+            vb = vb.tensor if isinstance(vb, RotatedBoxes) else vb
+            assert torch.equal(va, vb), name

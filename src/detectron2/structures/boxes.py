@@ -235,15 +235,32 @@ def _check_boxes_args(fn: str, boxes1: Any, boxes2: Any) -> None:
             raise BadTypeError(f"{fn}: {name} must be a Boxes, got {describe(b)}{hint}")
 
 
+def _area_of_tensor(boxes: torch.Tensor) -> torch.Tensor:
+    return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+
+
+def _intersection_of_tensors(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+    """(..., N, M) intersection areas of (..., N, 4) and (..., M, 4) XYXY tensors."""
+    # In-place steps keep the (..., N, M, 2) temporaries to one allocation each.
+    low = torch.max(boxes1[..., :, None, :2], boxes2[..., None, :, :2])
+    wh = torch.min(boxes1[..., :, None, 2:], boxes2[..., None, :, 2:]).sub_(low).clamp_(min=0)
+    return wh[..., 0] * wh[..., 1]
+
+
+def _iou_of_tensors(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+    # One implementation for pairwise_iou and batched_pairwise_iou: bitwise-equal values.
+    inter = _intersection_of_tensors(boxes1, boxes2)
+    union = (_area_of_tensor(boxes1)[..., :, None] + _area_of_tensor(boxes2)[..., None, :]).sub_(inter)
+    zero = torch.zeros(1, dtype=inter.dtype, device=inter.device)
+    return torch.where(inter > 0, inter / union, zero)
+
+
 def pairwise_intersection(boxes1: Boxes, boxes2: Boxes) -> torch.Tensor:
     """Intersection area of every pair, shape (N, M)."""
     if not torch.jit.is_scripting():  # TorchScript checks the types itself
         _check_boxes_args("pairwise_intersection", boxes1, boxes2)
-    b1, b2 = boxes1.tensor, boxes2.tensor
-    _check_same_device(b1, b2, "boxes1", "boxes2")
-    # In-place steps keep the (N, M, 2) temporaries to one allocation each.
-    wh = torch.min(b1[:, None, 2:], b2[:, 2:]).sub_(torch.max(b1[:, None, :2], b2[:, :2])).clamp_(min=0)
-    return wh[..., 0] * wh[..., 1]
+    _check_same_device(boxes1.tensor, boxes2.tensor, "boxes1", "boxes2")
+    return _intersection_of_tensors(boxes1.tensor, boxes2.tensor)
 
 
 def pairwise_iou(boxes1: Boxes, boxes2: Boxes) -> torch.Tensor:
@@ -253,12 +270,28 @@ def pairwise_iou(boxes1: Boxes, boxes2: Boxes) -> torch.Tensor:
     """
     if not torch.jit.is_scripting():  # TorchScript checks the types itself
         _check_boxes_args("pairwise_iou", boxes1, boxes2)
-    area1 = boxes1.area()
-    area2 = boxes2.area()
-    inter = pairwise_intersection(boxes1, boxes2)
-    union = (area1[:, None] + area2).sub_(inter)
-    zero = torch.zeros(1, dtype=inter.dtype, device=inter.device)
-    return torch.where(inter > 0, inter / union, zero)
+    _check_same_device(boxes1.tensor, boxes2.tensor, "boxes1", "boxes2")
+    return _iou_of_tensors(boxes1.tensor, boxes2.tensor)
+
+
+@torch.jit.unused
+def batched_pairwise_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+    """pairwise_iou of B images at once: (B, N, 4) and (B, M, 4) (or (M, 4), shared by
+    all images) XYXY_ABS tensors give (B, N, M), each slice bitwise equal to
+    pairwise_iou of that image's boxes. Zero-padded rows (images with fewer boxes) get
+    IoU 0 with every box."""
+    for name, t in (("boxes1", boxes1), ("boxes2", boxes2)):
+        if not isinstance(t, torch.Tensor) or t.shape[-1:] != (4,):
+            raise ValueError(f"batched_pairwise_iou: {name} must be a (..., 4) tensor, got {describe(t)}")
+    if boxes1.dim() != 3 or boxes2.dim() not in (2, 3):
+        raise ValueError(
+            f"batched_pairwise_iou: boxes1 must be (B, N, 4) and boxes2 (B, M, 4) or (M, 4), "
+            f"got shapes {tuple(boxes1.shape)} and {tuple(boxes2.shape)}"
+        )
+    if boxes2.dim() == 3 and boxes2.shape[0] != boxes1.shape[0]:
+        raise ValueError(f"batched_pairwise_iou: batch sizes differ, {boxes1.shape[0]} and {boxes2.shape[0]}")
+    _check_same_device(boxes1, boxes2, "boxes1", "boxes2")
+    return _iou_of_tensors(boxes1, boxes2)
 
 
 def pairwise_ioa(boxes1: Boxes, boxes2: Boxes) -> torch.Tensor:

@@ -6,6 +6,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pad_sequence
 
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec, nonzero_tuple
@@ -14,6 +15,7 @@ from detectron2.utils.events import get_event_storage
 from detectron2.utils.registry import Registry
 
 from ..backbone.resnet import BottleneckBlock, ResNet
+from ..batched_matching import batch_matching_on, match_images, row_mask
 from ..matcher import Matcher
 from ..poolers import ROIPooler
 from ..proposal_generator.proposal_utils import add_ground_truth_to_proposals
@@ -198,35 +200,43 @@ class ROIHeads(nn.Module):
 
     def _can_batch_sampling(self) -> bool:
         # Subclasses that change the sampling or the matcher keep the per-image loop.
-        return type(self)._sample_proposals is ROIHeads._sample_proposals and isinstance(
-            self.proposal_matcher, Matcher
+        return (
+            type(self)._sample_proposals is ROIHeads._sample_proposals
+            and type(self)._classes_of_matches is ROIHeads._classes_of_matches
+            and type(self.proposal_matcher) is Matcher
         )
 
     def _label_and_sample_batched(
         self, proposals: List[Instances], targets: List[Instances]
     ) -> List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, int]]:
-        """Matching per image without host syncs, the matcher's input check once for the
-        batch, and one batched sampling (same random draws as the per-image loop).
+        """Matching and sampling of all images as a batch (match_images,
+        subsample_labels_batched), with the same random draws as the per-image loop.
         Returns per image: sampled indices, their classes, every proposal's matched gt
         index, and the numbers of sampled foreground and background proposals."""
-        matched, classes, all_nonneg = [], [], None
-        for proposals_per_image, targets_per_image in zip(proposals, targets):
-            quality = self._match_quality(targets_per_image.gt_boxes, proposals_per_image.proposal_boxes)
-            nonneg = torch.all(quality >= 0)
-            all_nonneg = nonneg if all_nonneg is None else all_nonneg & nonneg
-            matched_idxs, matched_labels = self.proposal_matcher._match(quality, check=False)
-            matched.append(matched_idxs)
-            classes.append(self._classes_of_matches(matched_idxs, matched_labels, targets_per_image.gt_classes))
-        assert bool(all_nonneg), "Matcher: match_quality_matrix must be >= 0"
-        # Padding is -1 (ignored): never sampled, so each row samples as its image alone.
-        padded = torch.nn.utils.rnn.pad_sequence(classes, batch_first=True, padding_value=-1)
+        quality_fn = pairwise_iou if type(self)._match_quality is ROIHeads._match_quality else self._match_quality
+        proposal_boxes = [p.proposal_boxes for p in proposals]
+        matched, labels = match_images(
+            self.proposal_matcher, quality_fn, [t.gt_boxes for t in targets], proposal_boxes
+        )
+        gt_classes = pad_sequence([t.gt_classes for t in targets], batch_first=True)
+        if gt_classes.shape[1] > 0:
+            classes = gt_classes.gather(1, matched)
+        else:
+            classes = torch.zeros_like(matched)
+        classes.masked_fill_(labels == 0, self.num_classes)
+        classes.masked_fill_(labels == -1, -1)
+        # Padding columns (images with fewer proposals) are ignored: never sampled, so
+        # each row samples as its image alone.
+        num_proposals = [len(b) for b in proposal_boxes]
+        classes.masked_fill_(~row_mask(num_proposals, classes.shape[1], classes.device), -1)
         samples = subsample_labels_batched(
-            padded, self.batch_size_per_image, self.positive_fraction, self.num_classes
+            classes, self.batch_size_per_image, self.positive_fraction, self.num_classes
         )
         sampled = []
-        for gt_classes, matched_idxs, (fg_idxs, bg_idxs) in zip(classes, matched, samples):
+        for row_classes, row_matched, n, (fg_idxs, bg_idxs) in zip(classes, matched, num_proposals, samples):
             sampled_idxs = torch.cat([fg_idxs, bg_idxs], dim=0)
-            sampled.append((sampled_idxs, gt_classes[sampled_idxs], matched_idxs, fg_idxs.numel(), bg_idxs.numel()))
+            item = (sampled_idxs, row_classes[sampled_idxs], row_matched[:n], fg_idxs.numel(), bg_idxs.numel())
+            sampled.append(item)
         return sampled
 
     def _match_quality(self, gt_boxes, proposal_boxes) -> torch.Tensor:
@@ -255,7 +265,7 @@ class ROIHeads(nn.Module):
         if self.proposal_append_gt:
             proposals = add_ground_truth_to_proposals(targets, proposals)
 
-        if self._can_batch_sampling() and len(proposals) > 0:
+        if len(proposals) > 0 and batch_matching_on(proposals[0].proposal_boxes.device) and self._can_batch_sampling():
             return self._finish_batched_sampling(proposals, targets)
         proposals_with_gt = []
         num_fg_samples = []
