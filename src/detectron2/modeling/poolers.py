@@ -27,7 +27,12 @@ def assign_boxes_to_levels(
     Returns:
         (sum of box counts,) int64 level index relative to ``min_level``.
     """
-    box_sizes = torch.sqrt(cat([boxes.area() for boxes in box_lists]))
+    if not torch.jit.is_scripting() and len(box_lists) > 1:
+        # The area of the concatenated boxes: the same values, in ops per batch.
+        areas = type(box_lists[0]).cat(box_lists).area()
+    else:
+        areas = cat([boxes.area() for boxes in box_lists])
+    box_sizes = torch.sqrt(areas)
     # The epsilon keeps boxes exactly at a boundary size (e.g. 224) on the upper level.
     levels = torch.floor(canonical_level + torch.log2(box_sizes / canonical_box_size + 1e-8))
     levels = torch.clamp(levels, min=min_level, max=max_level)
