@@ -23,7 +23,9 @@ FAKES = {
     "scontrol": """
         echo "scontrol $*" >> "$FAKE_LOG.calls"
         [[ "$1 $2" == "show hostnames" ]] || exit 1
-        for h in $FAKE_HOSTS; do echo "$h"; done
+        # A pause between lines, as a long host list written in parts: the job
+        # script must read past the first line (head -n 1 would SIGPIPE it).
+        for h in $FAKE_HOSTS; do echo "$h"; sleep "${FAKE_SCONTROL_PAUSE:-0}"; done
     """,
     "module": """
         echo "module $*" >> "$FAKE_LOG.calls"
@@ -135,6 +137,7 @@ def test_multi_node(fake_env):
         SLURM_NNODES="3",
         SLURM_GPUS_ON_NODE="8",
         FAKE_HOSTS="gpu07 gpu08 gpu09",
+        FAKE_SCONTROL_PAUSE="0.2",
     )
     res = _run(MULTI, env, USER_ARGS)
     assert res.returncode == 0, res.stderr
