@@ -6,6 +6,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from detectron2.layers import CycleBatchNormList, FrozenBatchNorm2d, NaiveSyncBatchNorm, get_norm
 from detectron2.layers.batch_norm import LayerNorm
@@ -47,6 +48,91 @@ def test_frozen_bn_grad_path_equals_inference_path():
     torch.testing.assert_close(y_grad, y_eval)
     y_grad.sum().backward()
     assert x.grad is not None and frozen.weight.grad is None
+
+
+def _uncached(frozen, x):
+    scale, bias = frozen._fold(x.dtype)
+    return x * scale + bias
+
+
+class _OpCounter(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.ops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_frozen_bn_reuses_its_folded_statistics():
+    frozen = FrozenBatchNorm2d.convert_frozen_batchnorm(trained_bn())
+    x = torch.randn(2, 4, 6, 6, requires_grad=True)
+    first = frozen(x)
+    counter = _OpCounter()
+    with counter:
+        second = frozen(x)
+    assert counter.ops == 2  # x * scale + bias
+    assert torch.equal(first, second) and torch.equal(second, _uncached(frozen, x))
+    second.sum().backward()
+    ref = x.detach().clone().requires_grad_(True)
+    _uncached(frozen, ref).sum().backward()
+    assert torch.equal(x.grad, ref.grad)
+    # Under autocast-like dtypes the cache keeps one entry, for the dtype in use.
+    x64 = torch.randn(2, 4, 6, 6, dtype=torch.float64, requires_grad=True)
+    assert frozen(x64).dtype == torch.float64 and torch.equal(frozen(x64), _uncached(frozen, x64))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda m: m.running_var.mul_(2.0),  # in place
+        lambda m: m.weight.add_(1.0),
+        lambda m: m.load_state_dict({k: v * 3 for k, v in m.state_dict().items()}),
+        lambda m: setattr(m.bias, "data", torch.full((4,), 5.0)),  # new data, same tensor
+        lambda m: setattr(m, "running_mean", torch.full((4,), 0.5)),  # new tensor
+        lambda m: setattr(m, "eps", 0.1),
+        lambda m: m.double(),
+    ],
+    ids=["running_var_", "weight_", "load_state_dict", "bias.data", "new_buffer", "eps", "double"],
+)
+def test_frozen_bn_recomputes_after_any_change(change):
+    frozen = FrozenBatchNorm2d.convert_frozen_batchnorm(trained_bn())
+    x = torch.randn(2, 4, 6, 6, requires_grad=True)
+    before = frozen(x)
+    change(frozen)
+    x = x.to(frozen.weight.dtype).detach().requires_grad_(True)
+    after = frozen(x)
+    assert torch.equal(after, _uncached(frozen, x))
+    assert not torch.equal(after.to(before.dtype), before)
+
+
+def test_frozen_bn_recomputes_for_another_view_of_the_same_memory():
+    # Same data pointer and version counter, another tensor: other values.
+    frozen = FrozenBatchNorm2d(4)
+    memory = torch.arange(1.0, 9.0)
+    frozen.running_var = memory[:4]
+    x = torch.randn(2, 4, 3, 3, requires_grad=True)
+    before = frozen(x)
+    frozen.running_var = memory.as_strided((4,), (2,))
+    assert torch.equal(frozen(x), _uncached(frozen, x)) and not torch.equal(frozen(x), before)
+
+
+def test_frozen_bn_buffers_that_require_grad_get_gradients():
+    frozen = FrozenBatchNorm2d.convert_frozen_batchnorm(trained_bn())
+    x = torch.randn(2, 4, 3, 3, requires_grad=True)
+    frozen(x)  # a cache entry from before
+    frozen.weight.requires_grad_(True)
+    frozen(x).sum().backward()
+    assert frozen.weight.grad is not None and frozen.weight.grad.abs().sum() > 0
+
+
+def test_frozen_bn_built_in_inference_mode_still_trains():
+    with torch.inference_mode():
+        frozen = FrozenBatchNorm2d(4)
+    x = torch.randn(2, 4, 3, 3, requires_grad=True)
+    frozen(x).sum().backward()
+    assert torch.equal(x.grad, frozen._fold(x.dtype)[0].expand_as(x))
 
 
 def test_frozen_bn_version_upgrades():

@@ -1,6 +1,6 @@
 """Normalization layers for detection backbones and the ``get_norm`` factory."""
 import logging
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Tuple, Union
 
 import torch
 import torch.distributed as dist
@@ -8,6 +8,7 @@ from torch import nn
 from torch.autograd.function import Function
 from torch.nn import functional as F
 
+from ._derived_cache import cacheable, cached
 from .wrappers import BatchNorm2d
 
 __all__ = ["FrozenBatchNorm2d", "get_norm", "NaiveSyncBatchNorm", "CycleBatchNormList", "LayerNorm"]
@@ -35,14 +36,29 @@ class FrozenBatchNorm2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.requires_grad:
-            scale = self.weight * (self.running_var + self.eps).rsqrt()
-            bias = self.bias - self.running_mean * scale
-            scale = scale.reshape(1, -1, 1, 1)
-            bias = bias.reshape(1, -1, 1, 1)
-            return x * scale.to(x.dtype) + bias.to(x.dtype)
+            if torch.jit.is_scripting():
+                scale, bias = self._fold(x.dtype)
+            else:
+                scale, bias = self._folded(x.dtype)
+            return x * scale + bias
         return F.batch_norm(
             x, self.running_mean, self.running_var, self.weight, self.bias, training=False, eps=self.eps
         )
+
+    def _fold(self, dtype: torch.dtype) -> Tuple[torch.Tensor, torch.Tensor]:
+        scale = self.weight * (self.running_var + self.eps).rsqrt()
+        bias = self.bias - self.running_mean * scale
+        return scale.reshape(1, -1, 1, 1).to(dtype), bias.reshape(1, -1, 1, 1).to(dtype)
+
+    @torch.jit.unused
+    def _folded(self, dtype: torch.dtype) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(scale, bias) of the frozen statistics, computed once and reused while the
+        buffers stay as they are: a training step then runs 2 ops per layer instead of 7
+        (the same values: the same ops on the same buffers)."""
+        buffers = [self.weight, self.bias, self.running_mean, self.running_var]
+        if not cacheable(buffers):
+            return self._fold(dtype)
+        return cached(self, "_folded_cache", buffers, (dtype, self.eps), lambda: self._fold(dtype))
 
     def _load_from_state_dict(
         self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
