@@ -320,6 +320,20 @@ def test_non_contiguous_features_give_the_same_proposals():
         torch.testing.assert_close(x.objectness_logits, y.objectness_logits)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_decode_of_all_levels_equals_decode_per_level(dtype):
+    rpn = _rpn()
+    feats = _features(n=3)
+    anchors = rpn.anchor_generator(list(feats.values()))
+    g = torch.Generator().manual_seed(2)
+    deltas = [torch.randn(3, len(a), 4, generator=g).to(dtype) for a in anchors]
+    decoded = rpn._decode_proposals(anchors, deltas)
+    assert [tuple(d.shape) for d in decoded] == [(3, len(a), 4) for a in anchors]
+    for a, d, out in zip(anchors, deltas, decoded):
+        expected = rpn.box2box_transform.apply_deltas(d.reshape(-1, 4), a.tensor.repeat(3, 1)).view(3, -1, 4)
+        assert out.dtype == expected.dtype == torch.float32 and torch.equal(out, expected)
+
+
 # --- find_top_rpn_proposals --------------------------------------------------------
 
 

@@ -19,7 +19,7 @@ from ..batched_matching import batch_matching_on, match_images
 from ..matcher import Matcher
 from ..sampling import subsample_labels, subsample_labels_batched
 from .build import PROPOSAL_GENERATOR_REGISTRY
-from .proposal_utils import find_top_rpn_proposals
+from .proposal_utils import _is_tracing, find_top_rpn_proposals
 
 __all__ = ["RPN_HEAD_REGISTRY", "build_rpn_head", "StandardRPNHead", "RPN"]
 
@@ -456,6 +456,9 @@ class RPN(nn.Module):
     def _decode_proposals(self, anchors: List[Boxes], pred_anchor_deltas: List[torch.Tensor]) -> List[torch.Tensor]:
         """Per level, (N, Hi*Wi*A, B) boxes: the deltas applied to the anchors."""
         num_images = pred_anchor_deltas[0].shape[0]
+        if not torch.jit.is_scripting():
+            if len(anchors) > 1 and not _is_tracing():
+                return self._decode_all_levels(anchors, pred_anchor_deltas, num_images)
         proposals = []
         for anchors_i, deltas_i in zip(anchors, pred_anchor_deltas):
             box_dim = anchors_i.tensor.size(1)
@@ -464,3 +467,14 @@ class RPN(nn.Module):
             proposals_i = self.box2box_transform.apply_deltas(deltas_i, anchors_i)
             proposals.append(proposals_i.view(num_images, -1, box_dim))
         return proposals
+
+    def _decode_all_levels(
+        self, anchors: List[Boxes], pred_anchor_deltas: List[torch.Tensor], num_images: int
+    ) -> List[torch.Tensor]:
+        """_decode_proposals in one decode over all levels: the same elementwise values,
+        a fifth of the ops. (A trace keeps the loop: its sizes follow the input.)"""
+        box_dim = anchors[0].tensor.size(1)
+        all_anchors = cat([a.tensor for a in anchors]).unsqueeze(0).expand(num_images, -1, -1)
+        deltas = cat([d.reshape(num_images, -1, box_dim) for d in pred_anchor_deltas], dim=1)
+        decoded = self.box2box_transform.apply_deltas(deltas.reshape(-1, box_dim), all_anchors.reshape(-1, box_dim))
+        return list(decoded.view(num_images, -1, box_dim).split([len(a) for a in anchors], dim=1))
