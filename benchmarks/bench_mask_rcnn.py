@@ -9,7 +9,9 @@ ground-truth boxes and masks each, SGD step included.
 
 Options: --amp (fp16 autocast on CUDA, bf16 on CPU; training uses a GradScaler with fp16),
 --channels-last (NHWC weights; activations follow), --batch N (default 1 for inference, 2 for
-training), --quick (256x384 images, few iterations: smoke test).
+training), --quick (256x384 images, few iterations: smoke test), --count-ops (instead of
+timing, the aten ops and host syncs that one step dispatches: the host's share of a GPU
+step, countable on any machine; ours takes the GPU's batched matching path on the CPU too).
 
 Usage: python benchmarks/bench_mask_rcnn.py [--device cuda] [--train] [--amp] [--channels-last]
 """
@@ -25,10 +27,10 @@ from torchvision.models.detection.mask_rcnn import MaskRCNN
 from torchvision.ops import FrozenBatchNorm2d
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import describe_device, print_table, time_fn  # noqa: E402
+from common import DispatchCounter, describe_device, print_table, time_fn  # noqa: E402
 
 from detectron2 import model_zoo  # noqa: E402
-from detectron2.modeling import build_model  # noqa: E402
+from detectron2.modeling import batched_matching, build_model  # noqa: E402
 from detectron2.structures import BitMasks, Boxes, Instances  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 
@@ -45,6 +47,10 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=None, help="images per iteration")
     parser.add_argument("--amp", action="store_true", help="autocast on both sides")
     parser.add_argument("--channels-last", action="store_true", help="NHWC weights on both sides")
+    parser.add_argument(
+        "--count-ops", action="store_true",
+        help="count the aten ops and host syncs of one step instead of timing (the GPU's code path)",
+    )
     args = parser.parse_args()
     if args.iters is None:
         args.iters = 3 if args.quick else 10
@@ -170,6 +176,7 @@ def _measure(fn, device: str, iters: int) -> Tuple[float, float]:
 def main() -> None:
     args = _parse_args()
     device = args.device
+    batched_matching.BATCH_ON_CPU = args.count_ops  # count what a GPU runs
     size = (256, 384) if args.quick else (800, 1333)
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     ours_inputs, peer_images, peer_targets = _inputs(args, device, size)
@@ -187,19 +194,34 @@ def main() -> None:
             fn = _train_fn(model, call, device, args.amp)
         else:
             fn = _infer_fn(model, infer, device, args.amp)
-        ms, peak = _measure(fn, device, args.iters)
-        results[name] = ms
         params = sum(p.numel() for p in model.parameters())
-        rows.append([name, f"{params / 1e6:.2f}M", ms, args.batch * 1000.0 / ms, peak])
+        if args.count_ops:
+            fn()  # warm-up: lazily built state is not counted
+            counter = DispatchCounter()
+            with counter:
+                fn()
+            results[name] = counter.ops
+            rows.append([name, f"{params / 1e6:.2f}M", counter.ops, counter.syncs])
+        else:
+            ms, peak = _measure(fn, device, args.iters)
+            results[name] = ms
+            rows.append([name, f"{params / 1e6:.2f}M", ms, args.batch * 1000.0 / ms, peak])
         del model, fn
         if device == "cuda":
             torch.cuda.empty_cache()
-    rows.append(["ratio ours/torchvision (time)", "", results["detectron2-neo"] / results["torchvision"], "", ""])
+    ratio = results["detectron2-neo"] / results["torchvision"]
+    if args.count_ops:
+        rows.append(["ratio ours/torchvision (ops)", "", ratio, ""])
+    else:
+        rows.append(["ratio ours/torchvision (time)", "", ratio, "", ""])
 
     mode = "training step" if args.train else "inference"
     print(f"Mask R-CNN R50-FPN {mode}, {size[0]}x{size[1]}, batch {args.batch}, amp={args.amp}, "
           f"channels_last={args.channels_last} on {describe_device(device)}")
-    print_table(rows, ["model", "params", "ms / iter", "images / s", "peak GiB"])
+    if args.count_ops:
+        print_table(rows, ["model", "params", "aten ops / iter", "host syncs / iter"])
+    else:
+        print_table(rows, ["model", "params", "ms / iter", "images / s", "peak GiB"])
 
 
 if __name__ == "__main__":

@@ -14,11 +14,10 @@ import os
 import sys
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
-from common import describe_device, parse_args, print_table, time_fn  # noqa: E402
+from common import DispatchCounter, describe_device, parse_args, print_table, time_fn  # noqa: E402
 
 from detectron2.config import get_cfg  # noqa: E402
 from detectron2.layers import ShapeSpec  # noqa: E402
@@ -29,22 +28,10 @@ from detectron2.structures import Boxes, Instances  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 
 STRIDES = {"p2": 4, "p3": 8, "p4": 16, "p5": 32, "p6": 64}
-SYNC_OPS = ("aten.nonzero.", "aten._local_scalar_dense.", "aten.is_nonzero.")
 
 
 class LoopMatcher(Matcher):
     """A Matcher by behaviour but not by type: the RPN and ROI heads take their loops."""
-
-
-class OpCounter(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.ops = self.syncs = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops += 1
-        self.syncs += str(func).startswith(SYNC_OPS)
-        return func(*args, **(kwargs or {}))
 
 
 def random_boxes(g, n, h, w, min_size=8.0):
@@ -85,7 +72,7 @@ def build(device, h, w):
 
 
 def measure(fn, device, iters):
-    counter = OpCounter()
+    counter = DispatchCounter()
     with counter:
         fn()
     return time_fn(fn, device, warmup=2, iters=iters), counter.ops, counter.syncs
