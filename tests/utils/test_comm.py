@@ -49,8 +49,7 @@ def test_gloo_group_world_of_one(tmp_path):
         pytest.fail("torch.distributed is not available in this build")
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rdzv'}", rank=0, world_size=1)
     try:
-        comm._get_global_gloo_group.cache_clear()
-        comm.create_local_process_group.cache_clear()
+        comm.release_process_groups()
         comm.create_local_process_group(1)
         assert comm.get_world_size() == 1 and comm.get_rank() == 0
         assert comm.get_local_rank() == 0 and comm.get_local_size() == 1
@@ -58,10 +57,8 @@ def test_gloo_group_world_of_one(tmp_path):
         assert comm.all_gather("x") == ["x"]
         assert comm.gather(5) == [5]
     finally:
-        comm._LOCAL_PROCESS_GROUP = None
-        comm.create_local_process_group.cache_clear()
-        comm._get_global_gloo_group.cache_clear()
         dist.destroy_process_group()
+        comm.release_process_groups()
     assert comm.get_world_size() == 1
 
 
@@ -70,10 +67,27 @@ def test_create_local_process_group_validates(tmp_path):
 
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rdzv2'}", rank=0, world_size=1)
     try:
-        comm.create_local_process_group.cache_clear()
+        comm.release_process_groups()
         with pytest.raises(ValueError, match="divide the world size"):
             comm.create_local_process_group(2)
     finally:
-        comm._LOCAL_PROCESS_GROUP = None
-        comm.create_local_process_group.cache_clear()
         dist.destroy_process_group()
+        comm.release_process_groups()
+
+
+def test_a_second_job_in_the_same_process_gets_its_own_local_group(tmp_path):
+    # launch's teardown (destroy, then release_process_groups) lets a process run a
+    # second job: the local group is created again, not the first job's (destroyed) one.
+    import torch.distributed as dist
+
+    groups = []
+    for i in range(2):
+        dist.init_process_group("gloo", init_method=f"file://{tmp_path / f'job{i}'}", rank=0, world_size=1)
+        comm.create_local_process_group(1)
+        groups.append(comm.get_local_process_group())
+        assert comm.get_local_size() == 1 and comm.all_gather(i) == [i]
+        dist.destroy_process_group()
+        comm.release_process_groups()
+    assert groups[0] is not groups[1]
+    with pytest.raises(RuntimeError, match="create_local_process_group"):
+        comm.get_local_process_group()

@@ -1,5 +1,6 @@
 """Start one process per GPU (or per CPU worker) on each machine and join them into a
 torch.distributed process group before calling the user's main function."""
+import gc
 import logging
 import socket
 from datetime import timedelta
@@ -133,3 +134,8 @@ def _distributed_worker(
     main_func(*args)
     # Only after success: a failed rank is torn down by start_processes instead.
     dist.destroy_process_group()
+    # Free the groups now, not during interpreter shutdown, where gloo's threads can
+    # abort a finished worker: comm's references go, then cyclic garbage that holds
+    # a group (e.g. a DDP model's reducer).
+    comm.release_process_groups()
+    gc.collect()

@@ -58,6 +58,18 @@ def create_local_process_group(num_workers_per_machine: int) -> None:
             _LOCAL_PROCESS_GROUP = pg
 
 
+def release_process_groups() -> None:
+    """Drop this module's references to process groups (the local group and the cached
+    gloo group), after ``dist.destroy_process_group()``: the groups are then freed while
+    the interpreter is alive. Freed during interpreter shutdown instead, gloo's worker
+    threads can abort the process (SIGABRT) after a successful job; a later
+    ``init_process_group`` in the same process can create its local group again."""
+    global _LOCAL_PROCESS_GROUP
+    _LOCAL_PROCESS_GROUP = None
+    create_local_process_group.cache_clear()
+    _get_global_gloo_group.cache_clear()
+
+
 def get_local_process_group():
     """The process group of the processes on this machine."""
     if _LOCAL_PROCESS_GROUP is None:
