@@ -46,6 +46,16 @@ def _sample(heads, props, gts, seed):
     return out, counts
 
 
+def _assert_same_instances(batched, looped):
+    for a, b in zip(batched, looped):
+        assert set(a.get_fields()) == set(b.get_fields())
+        for name in a.get_fields():
+            va, vb = a.get(name), b.get(name)
+            va = va.tensor if isinstance(va, (Boxes, RotatedBoxes)) else va
+            vb = vb.tensor if isinstance(vb, (Boxes, RotatedBoxes)) else vb
+            assert torch.equal(va, vb), name
+
+
 @pytest.mark.parametrize("append_gt", [True, False])
 @pytest.mark.parametrize("group_budget", [1 << 26, 100])  # one group; one image a group
 def test_batched_sampling_equals_per_image_loop(device, append_gt, group_budget, monkeypatch):
@@ -66,13 +76,7 @@ def test_batched_sampling_equals_per_image_loop(device, append_gt, group_budget,
     assert not heads._can_batch_sampling()
     looped, counts_looped = _sample(heads, props, gts, 3)
     assert counts_batched == counts_looped
-    for a, b in zip(batched, looped):
-        assert set(a.get_fields()) == set(b.get_fields())
-        for name in a.get_fields():
-            va, vb = a.get(name), b.get(name)
-            va = va.tensor if isinstance(va, Boxes) else va
-            vb = vb.tensor if isinstance(vb, Boxes) else vb
-            assert torch.equal(va, vb), name
+    _assert_same_instances(batched, looped)
 
 
 def test_select_foreground_over_several_images(device):
@@ -126,10 +130,4 @@ def test_rotated_heads_batched_sampling_equals_per_image_loop(device, monkeypatc
     looped, counts_looped = _sample(heads, props, gts, 5)
     assert counts_batched == counts_looped
     assert sum(int((b.gt_classes < 3).sum()) for b in batched) > 0  # some foreground
-    for a, b in zip(batched, looped):
-        assert set(a.get_fields()) == set(b.get_fields())
-        for name in a.get_fields():
-            va, vb = a.get(name), b.get(name)
-            va = va.tensor if isinstance(va, RotatedBoxes) else va
-            vb = vb.tensor if isinstance(vb, RotatedBoxes) else vb
-            assert torch.equal(va, vb), name
+    _assert_same_instances(batched, looped)
