@@ -8,9 +8,12 @@ few training steps on synthetic data, then prints:
   * counts of the calls that make the host wait for the GPU (item, nonzero, sync copies).
 
 Usage: python benchmarks/profile_mask_rcnn_train.py --device cuda --batch 8 [--amp] [--peer]
+       [--trace FILE.json.gz [--stack]]
 """
 import argparse
+import gzip
 import os
+import shutil
 import statistics
 import sys
 from collections import defaultdict
@@ -112,6 +115,17 @@ def _report(name: str, times: Dict[str, List], warmup: int) -> None:
             print(f"| {stage} | {statistics.median(vals):.2f} |")
 
 
+def _export(prof, path: str) -> None:
+    if not path.endswith(".gz"):
+        prof.export_chrome_trace(path)
+        return
+    plain = path[: -len(".gz")]
+    prof.export_chrome_trace(plain)
+    with open(plain, "rb") as src, gzip.open(path, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    os.remove(plain)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cuda")
@@ -120,7 +134,10 @@ def main() -> None:
     parser.add_argument("--peer", action="store_true", help="also profile torchvision's Mask R-CNN")
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--rows", type=int, default=35)
-    parser.add_argument("--trace", default="", help="write a chrome trace of our model here")
+    parser.add_argument("--trace", default="", help="write a chrome trace of our model here ("
+                        "gzipped if the name ends in .gz); benchmarks/trace_gaps.py reads it")
+    parser.add_argument("--stack", action="store_true", help="record Python stacks in the trace "
+                        "(names the code behind each gap, but slows the host down)")
     args = parser.parse_args()
     bench_args = argparse.Namespace(batch=args.batch, train=True)
     ours_inputs, peer_images, peer_targets = bench._inputs(bench_args, "cuda", (800, 1333))
@@ -140,7 +157,8 @@ def main() -> None:
         for _ in range(warmup):
             run()
         torch.cuda.synchronize()
-        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        tracing = bool(args.trace) and name == "detectron2-neo"
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], with_stack=tracing and args.stack) as prof:
             for _ in range(args.steps):
                 run()
             torch.cuda.synchronize()
@@ -155,8 +173,8 @@ def main() -> None:
         print(events.table(sort_by="self_cuda_time_total", row_limit=args.rows, max_name_column_width=60))
         print(f"\n### {name}: top ops by self CPU time ({args.steps} steps)")
         print(events.table(sort_by="self_cpu_time_total", row_limit=args.rows, max_name_column_width=60))
-        if args.trace and name == "detectron2-neo":
-            prof.export_chrome_trace(args.trace)
+        if tracing:
+            _export(prof, args.trace)
         for h in handles:
             h.remove()
         del model, run
