@@ -30,6 +30,9 @@ def test_plain_call_without_a_mark_or_on_cpu():
 @pytest.mark.cuda
 def test_side_work_does_not_wait_for_the_backbone():
     gt = torch.arange(10.0, device="cuda")
+    with ground_truth_ready(gt.device):  # warm-up: the side stream's first allocations
+        beside_backbone(lambda: gt.sum().item(), gt.device)
+    torch.cuda.synchronize()
     with ground_truth_ready(gt.device):
         torch.cuda._sleep(LONG_SLEEP_CYCLES)  # the "backbone", queued after the mark
         total = beside_backbone(lambda: gt.sum().item(), gt.device)  # a host sync
@@ -57,8 +60,9 @@ def test_current_stream_waits_for_the_side_results():
 @pytest.mark.cuda
 @pytest.mark.parametrize("meta", ["GeneralizedRCNN", "ProposalNetwork"])
 def test_training_step_equals_plain_stream(meta, monkeypatch):
-    """Losses and gradients bitwise equal with and without the side stream, from the
-    same seed: the same ops and the same random draws (anchor sampling)."""
+    """Losses bitwise equal with and without the side stream, from the same seed: the
+    same ops and the same random draws (anchor sampling). Gradients are equal up to the
+    order of the atomic adds of RoIAlign's backward, which varies from run to run."""
     cfg = _mask_rcnn_cfg()
     cfg.MODEL.META_ARCHITECTURE = meta
     cfg.MODEL.DEVICE = "cuda"
@@ -82,4 +86,5 @@ def test_training_step_equals_plain_stream(meta, monkeypatch):
     for name in plain_losses:
         assert torch.equal(plain_losses[name], side_losses[name]), name
     assert len(plain_grads) == len(side_grads) > 0
-    assert all(torch.equal(a, b) for a, b in zip(plain_grads, side_grads))
+    for a, b in zip(plain_grads, side_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
