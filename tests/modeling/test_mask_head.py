@@ -88,6 +88,32 @@ def test_mask_loss_visualization_images():
     assert "mask prediction" in name and image.shape == (3, 8, 16)
 
 
+def _random_boxes(gen, n, h=37, w=53):
+    xy = torch.rand(n, 2, generator=gen) * torch.tensor([w * 1.2, h * 1.2]) - 5
+    return torch.cat([xy, xy + torch.rand(n, 2, generator=gen) * torch.tensor([w, h]) * 0.8], dim=1)
+
+
+def test_mask_loss_equal_with_gathered_gt_masks(device):
+    """mask_rcnn_loss gives the same value whether each RoI's gt mask was copied or gathered."""
+    gen = torch.Generator().manual_seed(11)
+    masks = BitMasks((torch.rand(4, 37, 53, generator=gen) > 0.6).to(device))
+    images = []
+    for n in (6, 0, 9):
+        index = torch.randint(0, 4, (n,), generator=gen).to(device)
+        boxes = Boxes(_random_boxes(gen, n).to(device))
+        images.append((index, boxes, torch.randint(0, 3, (n,), generator=gen).to(device)))
+    logits = torch.randn(15, 3, 14, 14, generator=gen).to(device)
+    losses = []
+    for gathered in (False, True):
+        instances = []
+        for index, boxes, classes in images:
+            gt_masks = masks.gather(index) if gathered else masks[index]
+            instances.append(Instances((37, 53), proposal_boxes=boxes, gt_classes=classes, gt_masks=gt_masks))
+        with EventStorage():
+            losses.append(mask_rcnn_loss(logits, instances))
+    assert torch.equal(losses[0], losses[1])
+
+
 def test_mask_inference_picks_predicted_class(device):
     torch.manual_seed(0)
     logits = torch.randn(3, 4, 5, 5, device=device)

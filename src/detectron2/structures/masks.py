@@ -137,13 +137,20 @@ class BitMasks:
         if len(boxes) != len(self):
             raise ValueAssertionError(f"BitMasks.crop_and_resize: {len(boxes)} boxes for {len(self)} masks")
         check_crop_boxes(boxes, len(self), "BitMasks", check_finite)
-        dev = self.tensor.device
-        batch_inds = torch.arange(len(boxes), device=dev).to(dtype=boxes.dtype)[:, None]
-        rois = torch.cat([batch_inds, boxes.to(device=dev)], dim=1)
-        bit_masks = self.tensor.to(dtype=torch.float32)
-        rois = rois.to(dtype=torch.float32)
-        output = ROIAlign((mask_size, mask_size), 1.0, 0, aligned=True).forward(bit_masks[:, None, :, :], rois)
-        return output.squeeze(1) >= 0.5
+        plane_of_box = torch.arange(len(boxes), device=self.tensor.device)
+        return _crop_and_resize_planes(self.tensor, plane_of_box, boxes, mask_size)
+
+    @torch.jit.unused
+    def gather(self, index: torch.Tensor) -> "BitMasks":
+        """The masks at ``index`` (1-D integer tensor), equal to ``self[index]``, but copied
+        only if their ``tensor`` is read: ``crop_and_resize`` and ``nonempty`` read these
+        masks in place, and indexing the result only composes the indices. The ROI heads
+        give each sampled proposal its gt mask this way, instead of copying a full-image
+        mask per proposal. Reads the masks as they are when used: do not modify them
+        in place meanwhile."""
+        if not isinstance(index, torch.Tensor) or index.dim() != 1 or index.dtype.is_floating_point:
+            raise IndexAssertionError(f"BitMasks.gather: index must be a 1-D integer tensor, got {index!r}")
+        return _GatheredBitMasks(self.tensor, index)
 
     def get_bounding_boxes(self) -> Boxes:
         """Tight XYXY boxes around each mask; all zeros for an empty mask."""
@@ -165,7 +172,78 @@ class BitMasks:
         for bm in bitmasks_list:
             if not isinstance(bm, BitMasks):
                 raise TypeAssertionError(f"BitMasks.cat: every element must be BitMasks, got {type(bm)}")
-        return type(bitmasks_list[0])(torch.cat([bm.tensor for bm in bitmasks_list], dim=0))
+        kind = type(bitmasks_list[0])
+        if kind is _GatheredBitMasks:  # a lazy view: its concatenation is a plain copy
+            kind = BitMasks
+        return kind(torch.cat([bm.tensor for bm in bitmasks_list], dim=0))
+
+
+def _crop_and_resize_planes(
+    planes: torch.Tensor, plane_of_box: torch.Tensor, boxes: torch.Tensor, mask_size: int
+) -> torch.Tensor:
+    """(N, M, M) bool: box i cropped from bool mask planes[plane_of_box[i]] and resized
+    (bilinear RoIAlign of the 0/1 mask, thresholded at 0.5)."""
+    # Imported here: RoIAlign is an nn.Module and this is not compiled by TorchScript.
+    from detectron2.layers.roi_align import ROIAlign
+
+    dev = planes.device
+    rois = torch.cat([plane_of_box.to(device=dev, dtype=boxes.dtype)[:, None], boxes.to(device=dev)], dim=1)
+    float_planes = planes.to(dtype=torch.float32)[:, None, :, :]
+    output = ROIAlign((mask_size, mask_size), 1.0, 0, aligned=True).forward(float_planes, rois.to(torch.float32))
+    return output.squeeze(1) >= 0.5
+
+
+class _GatheredBitMasks(BitMasks):
+    """BitMasks.gather's result: the masks source[index], copied on the first read of
+    ``tensor``; until then, methods that can read the source planes in place do."""
+
+    def __init__(self, source: torch.Tensor, index: torch.Tensor):  # no BitMasks.__init__: nothing to convert
+        self._source = source
+        self._index = index.to(device=source.device)
+        self._gathered = None
+        self.image_size = source.shape[1:]
+
+    @property
+    def tensor(self) -> torch.Tensor:
+        if self._gathered is None:
+            self._gathered = self._source[self._index]
+        return self._gathered
+
+    @tensor.setter
+    def tensor(self, value: torch.Tensor) -> None:
+        self._gathered = value
+
+    @property
+    def device(self) -> device:
+        return self._source.device
+
+    def __len__(self) -> int:
+        return len(self._index) if self._gathered is None else self._gathered.shape[0]
+
+    def __getitem__(self, item: Union[int, slice, torch.Tensor]) -> "BitMasks":
+        if self._gathered is not None:
+            return super().__getitem__(item)
+        if isinstance(item, int):
+            return BitMasks(self._source[self._index[item]].unsqueeze(0))
+        index = self._index[item]
+        if index.dim() != 1:
+            raise IndexAssertionError(f"Indexing on BitMasks with {item} returns a tensor with shape "
+                                      f"{(*index.shape, *self.image_size)}!")
+        return _GatheredBitMasks(self._source, index)
+
+    def nonempty(self) -> torch.Tensor:
+        if self._gathered is not None:
+            return super().nonempty()
+        return self._source.flatten(1).any(dim=1)[self._index]
+
+    def crop_and_resize(self, boxes: torch.Tensor, mask_size: int, check_finite: bool = True) -> torch.Tensor:
+        if self._gathered is not None:
+            return super().crop_and_resize(boxes, mask_size, check_finite)
+        if len(boxes) != len(self):
+            raise ValueAssertionError(f"BitMasks.crop_and_resize: {len(boxes)} boxes for {len(self)} masks")
+        check_crop_boxes(boxes, len(self), "BitMasks", check_finite)
+        # RoIAlign reads each box's own source plane: the same planes as the gathered copy.
+        return _crop_and_resize_planes(self._source, self._index, boxes, mask_size)
 
 
 class PolygonMasks:

@@ -10,7 +10,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec, nonzero_tuple
-from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
+from detectron2.structures import BitMasks, Boxes, ImageList, Instances, pairwise_iou
 from detectron2.utils.events import get_event_storage
 from detectron2.utils.registry import Registry
 
@@ -104,6 +104,16 @@ def select_proposals_with_visible_keypoints(proposals: List[Instances]) -> List[
     if all_num_fg:
         get_event_storage().put_scalar("keypoint_head/num_fg_samples", np.mean(all_num_fg))
     return ret
+
+
+def _set_gt_fields_of_samples(proposals: Instances, targets: Instances, matched_gt: torch.Tensor) -> None:
+    """Give each sampled proposal the gt_* fields of its matched gt (not those it has).
+    Bit masks are gathered lazily (BitMasks.gather): copying a full-image mask per
+    proposal costs gigabytes a batch, while the mask loss reads only the foreground's
+    crops, straight from the gt masks."""
+    for name, value in targets.get_fields().items():
+        if name.startswith("gt_") and not proposals.has(name):
+            proposals.set(name, value.gather(matched_gt) if type(value) is BitMasks else value[matched_gt])
 
 
 def _select_features(features: Dict[str, torch.Tensor], names: List[str]) -> List[torch.Tensor]:
@@ -281,10 +291,7 @@ class ROIHeads(nn.Module):
             proposals_per_image.gt_classes = gt_classes
 
             if has_gt:
-                sampled_targets = matched_idxs[sampled_idxs]
-                for name, value in targets_per_image.get_fields().items():
-                    if name.startswith("gt_") and not proposals_per_image.has(name):
-                        proposals_per_image.set(name, value[sampled_targets])
+                _set_gt_fields_of_samples(proposals_per_image, targets_per_image, matched_idxs[sampled_idxs])
 
             num_bg_samples.append(int((gt_classes == self.num_classes).sum()))
             num_fg_samples.append(gt_classes.numel() - num_bg_samples[-1])
@@ -303,10 +310,7 @@ class ROIHeads(nn.Module):
             proposals_per_image = proposals_per_image[sampled_idxs]
             proposals_per_image.gt_classes = gt_classes
             if len(targets_per_image) > 0:
-                sampled_targets = matched_idxs[sampled_idxs]
-                for name, value in targets_per_image.get_fields().items():
-                    if name.startswith("gt_") and not proposals_per_image.has(name):
-                        proposals_per_image.set(name, value[sampled_targets])
+                _set_gt_fields_of_samples(proposals_per_image, targets_per_image, matched_idxs[sampled_idxs])
             # Sampled foreground/background counts are known on the host: no sync.
             num_fg_samples.append(num_fg)
             num_bg_samples.append(num_bg)

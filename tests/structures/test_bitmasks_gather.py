@@ -1,0 +1,84 @@
+"""BitMasks.gather: the masks at an index, copied only when read. Every observable
+result must equal plain indexing (``masks[index]``), bitwise, including crop_and_resize,
+which reads the source planes in place (the mask loss on gathered masks:
+tests/modeling/test_mask_head.py)."""
+import pytest
+import torch
+
+from detectron2.layers._errors import IndexAssertionError
+from detectron2.structures import BitMasks, Boxes, Instances
+from detectron2.structures.masks import _GatheredBitMasks
+
+
+def _random_masks(gen, device, n=5, h=37, w=53):
+    return BitMasks((torch.rand(n, h, w, generator=gen) > 0.6).to(device))
+
+
+def _random_boxes(gen, n, h=37, w=53):
+    """Boxes inside, across and beyond the image border, small and large, some degenerate."""
+    xy = torch.rand(n, 2, generator=gen) * torch.tensor([w * 1.2, h * 1.2]) - 5
+    wh = torch.rand(n, 2, generator=gen) * torch.tensor([w, h]) * 0.8
+    wh[::7] = 0.0  # zero-size boxes
+    return torch.cat([xy, xy + wh], dim=1)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_gather_equals_indexing(seed, device):
+    gen = torch.Generator().manual_seed(seed)
+    masks = _random_masks(gen, device)
+    index = torch.randint(0, len(masks), (23,), generator=gen).to(device)  # with repeats
+    gathered, plain = masks.gather(index), masks[index]
+    assert isinstance(gathered, BitMasks) and len(gathered) == len(plain) == 23
+    assert gathered.device == plain.device and gathered.image_size == plain.image_size
+    assert torch.equal(gathered.nonempty(), plain.nonempty())
+    boxes = _random_boxes(gen, 23).to(device)
+    for size in (7, 28):
+        assert torch.equal(gathered.crop_and_resize(boxes, size), plain.crop_and_resize(boxes, size))
+    assert gathered._gathered is None  # none of the above copied the masks
+    assert torch.equal(gathered.tensor, plain.tensor)
+
+
+def test_indexing_a_gathered_mask_composes_indices(device):
+    gen = torch.Generator().manual_seed(7)
+    masks = _random_masks(gen, device)
+    index = torch.tensor([4, 0, 0, 3, 1, 2, 4, 1], device=device)
+    gathered, plain = masks.gather(index), masks.tensor[index]
+    select = torch.tensor([True, False, True, True, False, False, True, True], device=device)
+    for item in (select, slice(1, 7, 2), torch.tensor([7, 0, 3], device=device), -2, 3):
+        sub = gathered[item]
+        expected = plain[item] if not isinstance(item, int) else plain[item].unsqueeze(0)
+        assert torch.equal(sub.tensor, expected), item
+    sub = gathered[select]
+    assert type(sub) is _GatheredBitMasks and sub._gathered is None
+    boxes = _random_boxes(gen, len(sub)).to(device)
+    assert torch.equal(sub.crop_and_resize(boxes, 14), BitMasks(plain[select]).crop_and_resize(boxes, 14))
+
+
+def test_read_tensor_then_behaves_as_a_copy():
+    masks = _random_masks(torch.Generator().manual_seed(3), "cpu")
+    gathered = masks.gather(torch.tensor([2, 1]))
+    copy = gathered.tensor
+    assert torch.equal(copy, masks.tensor[[2, 1]])
+    masks.tensor[2] = ~masks.tensor[2]  # a change of the source after the read is not seen
+    assert torch.equal(gathered.tensor, copy) and not torch.equal(copy[0], masks.tensor[2])
+    gathered.tensor = copy[:1]
+    assert len(gathered) == 1 and torch.equal(gathered[0].tensor, copy[:1])
+    assert len(BitMasks.cat([gathered, masks])) == 1 + len(masks)
+
+
+def test_gathered_field_of_instances():
+    masks = _random_masks(torch.Generator().manual_seed(4), "cpu")
+    inst = Instances((37, 53), gt_masks=masks.gather(torch.tensor([3, 3, 0, 1])),
+                     proposal_boxes=Boxes(torch.tensor([[0.0, 0, 9, 9]] * 4)))
+    sub = inst[torch.tensor([False, True, True, False])]
+    assert type(sub.gt_masks) is _GatheredBitMasks and sub.gt_masks._gathered is None
+    assert torch.equal(sub.gt_masks.tensor, masks.tensor[[3, 0]])
+    both = Instances.cat([inst, sub])
+    assert torch.equal(both.gt_masks.tensor, masks.tensor[[3, 3, 0, 1, 3, 0]])
+
+
+@pytest.mark.parametrize("index", [torch.tensor([0.0, 1.0]), torch.tensor([[0, 1]]), [0, 1]])
+def test_gather_rejects_bad_index(index):
+    masks = _random_masks(torch.Generator().manual_seed(5), "cpu")
+    with pytest.raises(IndexAssertionError, match="index must be a 1-D integer tensor"):
+        masks.gather(index)
