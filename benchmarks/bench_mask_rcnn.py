@@ -11,11 +11,9 @@ Options: --amp (fp16 autocast on CUDA, bf16 on CPU; training uses a GradScaler w
 --channels-last (NHWC weights; activations follow), --batch N (default 1 for inference, 2 for
 training), --quick (256x384 images, few iterations: smoke test), --count-ops (instead of
 timing, the aten ops and host syncs that one step dispatches: the host's share of a GPU
-step, countable on any machine; ours takes the GPU's batched matching path on the CPU too),
---plain-stream (ours without the side stream that labels anchors beside the backbone).
+step, countable on any machine; ours takes the GPU's batched matching path on the CPU too).
 
 Usage: python benchmarks/bench_mask_rcnn.py [--device cuda] [--train] [--amp] [--channels-last]
-       [--plain-stream]
 """
 import argparse
 import os
@@ -32,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import DispatchCounter, describe_device, print_table, time_fn  # noqa: E402
 
 from detectron2 import model_zoo  # noqa: E402
-from detectron2.modeling import batched_matching, build_model, ground_truth_stream  # noqa: E402
+from detectron2.modeling import batched_matching, build_model  # noqa: E402
 from detectron2.structures import BitMasks, Boxes, Instances  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 
@@ -49,10 +47,6 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=None, help="images per iteration")
     parser.add_argument("--amp", action="store_true", help="autocast on both sides")
     parser.add_argument("--channels-last", action="store_true", help="NHWC weights on both sides")
-    parser.add_argument(
-        "--plain-stream", action="store_true",
-        help="ours labels the RPN's anchors on the backbone's stream (ground_truth_stream.ENABLED=False)",
-    )
     parser.add_argument(
         "--count-ops", action="store_true",
         help="count the aten ops and host syncs of one step instead of timing (the GPU's code path)",
@@ -183,7 +177,6 @@ def main() -> None:
     args = _parse_args()
     device = args.device
     batched_matching.BATCH_ON_CPU = args.count_ops  # count what a GPU runs
-    ground_truth_stream.ENABLED = not args.plain_stream
     size = (256, 384) if args.quick else (800, 1333)
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     ours_inputs, peer_images, peer_targets = _inputs(args, device, size)
@@ -224,8 +217,7 @@ def main() -> None:
 
     mode = "training step" if args.train else "inference"
     print(f"Mask R-CNN R50-FPN {mode}, {size[0]}x{size[1]}, batch {args.batch}, amp={args.amp}, "
-          f"channels_last={args.channels_last}{', plain stream' if args.plain_stream else ''} "
-          f"on {describe_device(device)}")
+          f"channels_last={args.channels_last} on {describe_device(device)}")
     if args.count_ops:
         print_table(rows, ["model", "params", "aten ops / iter", "host syncs / iter"])
     else:

@@ -20,25 +20,3 @@ done
 timeout 90 python3 benchmarks/bench_mask_rcnn.py --device cuda --iters ${ITERS:-20} --train --batch 8 \
   --channels-last > "$OUT/channels_last.md" 2>&1
 log "channels_last rc $?"
-# Which candidate replacements run without a host sync on this torch (sync debug mode "error").
-python3 - > "$OUT/sync_probe.txt" 2>&1 <<'PY'
-import torch
-x = torch.rand(8, 268506, device="cuda") > 0.5
-probes = {
-    "nonzero_static": lambda: torch.nonzero_static(x, size=1000),
-    "randperm(n)": lambda: torch.randperm(268506, device="cuda"),
-    "masked_select": lambda: torch.masked_select(x, x),
-    "bce sum masked": lambda: (torch.nn.functional.binary_cross_entropy_with_logits(
-        x.float(), x.float(), reduction="none") * x).sum(),
-}
-for name, fn in probes.items():
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        fn(); print(name, "no sync")
-    except RuntimeError as e:
-        print(name, "SYNC:", str(e).splitlines()[0])
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-PY
-log "sync probe"

@@ -13,7 +13,6 @@ from detectron2.utils.events import get_event_storage
 from detectron2.utils.logger import log_first_n
 
 from ..backbone import Backbone, build_backbone
-from ..ground_truth_stream import ground_truth_ready
 from ..postprocessing import detector_postprocess
 from ..proposal_generator import build_proposal_generator
 from ..roi_heads import build_roi_heads
@@ -192,9 +191,8 @@ class GeneralizedRCNN(nn.Module):
             return self.inference(batched_inputs)
         images = self.preprocess_image(batched_inputs)
         gt_instances = _gt_instances(batched_inputs, self.device)
-        with ground_truth_ready(self.device):  # the RPN labels anchors while the backbone runs
-            features = self.backbone(images.tensor)
-            proposals, proposal_losses = self._proposals(batched_inputs, images, features, gt_instances)
+        features = self.backbone(images.tensor)
+        proposals, proposal_losses = self._proposals(batched_inputs, images, features, gt_instances)
         _, detector_losses = self.roi_heads(images, features, proposals, gt_instances)
         if self.vis_period > 0 and get_event_storage().iter % self.vis_period == 0:
             self.visualize_training(batched_inputs, proposals)
@@ -301,10 +299,9 @@ class ProposalNetwork(nn.Module):
             {"proposals": Instances} rescaled to the requested "height"/"width".
         """
         images = _preprocess(self, batched_inputs)
+        features = self.backbone(images.tensor)
         gt_instances = _gt_instances(batched_inputs, self.device)
-        with ground_truth_ready(self.device):  # the RPN labels anchors while the backbone runs
-            features = self.backbone(images.tensor)
-            proposals, proposal_losses = self.proposal_generator(images, features, gt_instances)
+        proposals, proposal_losses = self.proposal_generator(images, features, gt_instances)
         if self.training:
             return proposal_losses
         return _postprocess_all(proposals, batched_inputs, images.image_sizes, "proposals")

@@ -16,7 +16,6 @@ from detectron2.utils.registry import Registry
 from ..anchor_generator import build_anchor_generator
 from ..box_regression import Box2BoxTransform, _dense_box_regression_loss
 from ..batched_matching import batch_matching_on, match_images
-from ..ground_truth_stream import beside_backbone
 from ..matcher import Matcher
 from ..sampling import subsample_labels, subsample_labels_batched
 from .build import PROPOSAL_GENERATOR_REGISTRY
@@ -336,23 +335,6 @@ class RPN(nn.Module):
         return inside & (t[:, 2] < limits[:, :1]) & (t[:, 3] < limits[:, 1:])
 
     @torch.jit.unused
-    def _anchors_and_labels_beside_backbone(
-        self, features: List[torch.Tensor], gt_instances: Optional[List[Instances]]
-    ) -> Tuple[List[Boxes], Optional[Tuple[List[torch.Tensor], List[torch.Tensor]]]]:
-        """The anchors, and label_and_sample_anchors' results made on a side stream that
-        overlaps the backbone (ground_truth_stream); labels None where that cannot be
-        (a subclass labels its own way, no ground truth). The anchors depend only on the
-        feature shapes, the labels only on them and the ground truth."""
-        if type(self).label_and_sample_anchors is not RPN.label_and_sample_anchors or not gt_instances:
-            return self.anchor_generator(features), None
-
-        def anchors_and_labels():
-            anchors = self.anchor_generator(features)
-            return anchors, self.label_and_sample_anchors(anchors, gt_instances)
-
-        return beside_backbone(anchors_and_labels, features[0].device)
-
-    @torch.jit.unused
     def losses(
         self,
         anchors: List[Boxes],
@@ -435,24 +417,14 @@ class RPN(nn.Module):
         if not torch.jit.is_scripting():  # validation code TorchScript cannot compile
             _check_in_features(self, features)
         features = [features[f] for f in self.in_features]
-        labels: Optional[Tuple[List[torch.Tensor], List[torch.Tensor]]] = None
-        if not torch.jit.is_scripting():
-            if self.training:
-                _check_gt_instances(self, gt_instances, images)
-                # Labelled first, beside the backbone still running on the device.
-                anchors, labels = self._anchors_and_labels_beside_backbone(features, gt_instances)
-            else:
-                anchors = self.anchor_generator(features)
-        else:
-            anchors = self.anchor_generator(features)
+        anchors = self.anchor_generator(features)
         pred_objectness_logits, pred_anchor_deltas = self._flatten_predictions(*self.rpn_head(features))
 
         if self.training:
+            if not torch.jit.is_scripting():
+                _check_gt_instances(self, gt_instances, images)
             assert gt_instances is not None, "RPN requires gt_instances in training!"
-            if labels is None:
-                gt_labels, gt_boxes = self.label_and_sample_anchors(anchors, gt_instances)
-            else:
-                gt_labels, gt_boxes = labels
+            gt_labels, gt_boxes = self.label_and_sample_anchors(anchors, gt_instances)
             losses = self.losses(anchors, pred_objectness_logits, gt_labels, pred_anchor_deltas, gt_boxes)
         else:
             losses = {}
