@@ -343,6 +343,41 @@ def test_build_model_uses_registry_and_device():
         build_model(cfg)
 
 
+def test_mask_rcnn_channels_last_matches_contiguous(device):
+    """A model moved to channels-last (NHWC; cuDNN's native layout on recent GPUs, users'
+    choice) trains and infers like the contiguous one, within the convolutions' rounding
+    (in float32: TF32 would round both far more than the layouts differ)."""
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        _check_channels_last_matches_contiguous(device)
+
+
+def _check_channels_last_matches_contiguous(device):
+    cfg = _mask_rcnn_cfg()
+    cfg.MODEL.DEVICE = str(device)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    nhwc = build_model(cfg)
+    nhwc.load_state_dict(model.state_dict())
+    nhwc.to(memory_format=torch.channels_last)
+    assert nhwc.backbone.stem.weight.is_contiguous(memory_format=torch.channels_last)
+    inputs = _with_box_masks(toy_inputs())
+    losses = []
+    for m in (model, nhwc):
+        torch.manual_seed(1)  # the same sampling draws
+        with EventStorage():
+            losses.append(m(inputs))
+    assert losses[0].keys() == losses[1].keys()
+    for name in losses[0]:
+        torch.testing.assert_close(losses[1][name], losses[0][name], rtol=1e-4, atol=1e-5, msg=name)
+    for m in (model, nhwc):
+        m.eval()
+    with torch.no_grad():
+        outs = [m(toy_inputs(with_instances=False))[0]["instances"] for m in (model, nhwc)]
+    assert len(outs[0]) == len(outs[1]) > 0
+    torch.testing.assert_close(outs[1].pred_boxes.tensor, outs[0].pred_boxes.tensor, rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(outs[1].scores, outs[0].scores, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.cuda
 def test_build_model_on_cuda_matches_cpu():
     cfg = toy_cfg()
