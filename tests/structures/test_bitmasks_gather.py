@@ -77,8 +77,25 @@ def test_gathered_field_of_instances():
     assert torch.equal(both.gt_masks.tensor, masks.tensor[[3, 3, 0, 1, 3, 0]])
 
 
-@pytest.mark.parametrize("index", [torch.tensor([0.0, 1.0]), torch.tensor([[0, 1]]), [0, 1]])
+@pytest.mark.parametrize("index", [
+    torch.tensor([0.0, 1.0]), torch.tensor([[0, 1]]), [0, 1], torch.tensor([True, False, True, False, True]),
+    torch.tensor([0, 1], dtype=torch.uint8),
+])
 def test_gather_rejects_bad_index(index):
     masks = _random_masks(torch.Generator().manual_seed(5), "cpu")
     with pytest.raises(IndexAssertionError, match="index must be a 1-D integer tensor"):
         masks.gather(index)
+
+
+def test_gather_of_nothing(device):
+    masks = _random_masks(torch.Generator().manual_seed(6), device)
+    empty = masks.gather(torch.zeros(0, dtype=torch.int64, device=device))
+    assert len(empty) == 0 and empty.nonempty().shape == (0,)
+    assert empty.crop_and_resize(torch.zeros(0, 4, device=device), 7).shape == (0, 7, 7)
+    assert empty.tensor.shape == (0, 37, 53)
+
+
+def test_gather_with_a_cpu_index_follows_the_masks_device(device):
+    masks = _random_masks(torch.Generator().manual_seed(8), device)
+    gathered = masks.gather(torch.tensor([1, 0], dtype=torch.int32))
+    assert gathered.device == masks.device and torch.equal(gathered.tensor, masks.tensor[[1, 0]])

@@ -148,7 +148,7 @@ class BitMasks:
         give each sampled proposal its gt mask this way, instead of copying a full-image
         mask per proposal. Reads the masks as they are when used: do not modify them
         in place meanwhile."""
-        if not isinstance(index, torch.Tensor) or index.dim() != 1 or index.dtype.is_floating_point:
+        if not isinstance(index, torch.Tensor) or index.dim() != 1 or index.dtype not in _GATHER_INDEX_DTYPES:
             raise IndexAssertionError(f"BitMasks.gather: index must be a 1-D integer tensor, got {index!r}")
         return _GatheredBitMasks(self.tensor, index)
 
@@ -176,6 +176,10 @@ class BitMasks:
         if kind is _GatheredBitMasks:  # a lazy view: its concatenation is a plain copy
             kind = BitMasks
         return kind(torch.cat([bm.tensor for bm in bitmasks_list], dim=0))
+
+
+# Integer index dtypes (bool and uint8 tensors index as masks, not positions).
+_GATHER_INDEX_DTYPES = (torch.int16, torch.int32, torch.int64)
 
 
 def _crop_and_resize_planes(
