@@ -99,3 +99,38 @@ def test_gather_with_a_cpu_index_follows_the_masks_device(device):
     masks = _random_masks(torch.Generator().manual_seed(8), device)
     gathered = masks.gather(torch.tensor([1, 0], dtype=torch.int32))
     assert gathered.device == masks.device and torch.equal(gathered.tensor, masks.tensor[[1, 0]])
+
+
+def _crops_one_by_one(masks_list, boxes_list, size, device):
+    return torch.cat([m.crop_and_resize(b, size).to(device) for m, b in zip(masks_list, boxes_list)])
+
+
+@pytest.mark.parametrize("case", ["gathered", "sizes differ", "one plain", "one read", "polygons"])
+def test_crop_and_resize_all_equals_one_by_one(case, device, monkeypatch):
+    from detectron2.structures import PolygonMasks, masks as masks_module
+    from detectron2.structures.masks import crop_and_resize_all
+
+    gen = torch.Generator().manual_seed(9)
+    sizes = [(37, 53), (29, 41), (37, 53)] if case == "sizes differ" else [(37, 53)] * 3
+    masks_list, boxes_list = [], []
+    for i, (h, w) in enumerate(sizes):
+        source = _random_masks(gen, device, n=3 + i, h=h, w=w)
+        index = torch.randint(0, len(source), (4 + 3 * i,), generator=gen).to(device)
+        masks_list.append(source.gather(index))
+        boxes_list.append(_random_boxes(gen, len(index), h, w).to(device))
+    if case == "one plain":
+        masks_list[1] = BitMasks(masks_list[1].tensor.clone())
+    if case == "one read":
+        masks_list[2].tensor  # noqa: B018 (reading it makes the copy)
+    if case == "polygons":
+        masks_list = [PolygonMasks([[torch.tensor([2.0, 2, 30, 3, 20, 25]).numpy()]] * len(b)) for b in boxes_list]
+    calls = []
+    real = masks_module._crop_and_resize_planes
+    monkeypatch.setattr(masks_module, "_crop_and_resize_planes", lambda *a: calls.append(1) or real(*a))
+    together = crop_and_resize_all(masks_list, boxes_list, 14, torch.device(device))
+    one_calls = len(calls)
+    assert torch.equal(together, _crops_one_by_one(masks_list, boxes_list, 14, torch.device(device)))
+    if case == "gathered":
+        assert one_calls == 1  # one RoIAlign over the planes of all images
+    elif case != "polygons":
+        assert one_calls == 3  # image by image

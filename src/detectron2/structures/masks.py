@@ -1,7 +1,7 @@
 """Instance masks as bitmaps (BitMasks), polygons (PolygonMasks) or per-roi maps (ROIMasks)."""
 import copy
 import itertools
-from typing import Any, Iterator, List, Union
+from typing import Any, Iterator, List, Sequence, Union
 
 import numpy as np
 import pycocotools.mask as mask_util
@@ -248,6 +248,34 @@ class _GatheredBitMasks(BitMasks):
         check_crop_boxes(boxes, len(self), "BitMasks", check_finite)
         # RoIAlign reads each box's own source plane: the same planes as the gathered copy.
         return _crop_and_resize_planes(self._source, self._index, boxes, mask_size)
+
+
+def crop_and_resize_all(
+    masks_list: Sequence[Union["BitMasks", "PolygonMasks"]],
+    boxes_list: Sequence[torch.Tensor],
+    mask_size: int,
+    device: torch.device,
+    check_finite: bool = True,
+) -> torch.Tensor:
+    """``cat([masks.crop_and_resize(boxes, mask_size) ...])`` on ``device``, for several
+    images. Gathered BitMasks (BitMasks.gather) whose source masks share one size and
+    device, as the ROI heads make them for a batch, are cropped in one RoIAlign over all
+    their planes; anything else image by image. The values are the same either way."""
+    gathered = all(type(m) is _GatheredBitMasks and m._gathered is None for m in masks_list)
+    sources = [m._source for m in masks_list] if gathered else []
+    if not gathered or len({(s.shape[1:], s.device) for s in sources}) != 1:
+        crops = [m.crop_and_resize(b, mask_size, check_finite) for m, b in zip(masks_list, boxes_list)]
+        return torch.cat([c.to(device=device) for c in crops], dim=0)
+    plane_of_box, offset = [], 0
+    for masks, boxes, source in zip(masks_list, boxes_list, sources):
+        if len(boxes) != len(masks):
+            raise ValueAssertionError(f"BitMasks.crop_and_resize: {len(boxes)} boxes for {len(masks)} masks")
+        check_crop_boxes(boxes, len(masks), "BitMasks", check_finite)
+        plane_of_box.append(masks._index + offset)  # planes of this image, after the earlier images'
+        offset += len(source)
+    boxes = torch.cat(list(boxes_list), dim=0)
+    crops = _crop_and_resize_planes(torch.cat(sources, dim=0), torch.cat(plane_of_box), boxes, mask_size)
+    return crops.to(device=device)
 
 
 class PolygonMasks:

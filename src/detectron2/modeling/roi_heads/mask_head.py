@@ -9,7 +9,7 @@ from detectron2.config import configurable
 from detectron2.layers import Conv2d, ConvTranspose2d, ShapeSpec, cat, get_norm, move_device_like
 from detectron2.layers import _weight_init as weight_init
 from detectron2.structures import BitMasks, Instances, PolygonMasks
-from detectron2.structures.masks import check_crop_boxes
+from detectron2.structures.masks import check_crop_boxes, crop_and_resize_all
 from detectron2.utils.events import get_event_storage
 from detectron2.utils.registry import Registry
 
@@ -87,28 +87,24 @@ def mask_rcnn_loss(pred_mask_logits: torch.Tensor, instances: List[Instances], v
     cls_agnostic_mask = pred_mask_logits.size(1) == 1
     mask_side_len = pred_mask_logits.size(2)
 
-    gt_classes = []
-    gt_masks = []
-    crop_kwargs = _check_rois_once(instances)
-    for instances_per_image in instances:
-        if len(instances_per_image) == 0:
-            continue
-        if not cls_agnostic_mask:
-            gt_classes.append(instances_per_image.gt_classes.to(dtype=torch.int64))
-        gt_masks_per_image = instances_per_image.gt_masks.crop_and_resize(
-            instances_per_image.proposal_boxes.tensor, mask_side_len, **crop_kwargs
-        ).to(device=pred_mask_logits.device)
-        gt_masks.append(gt_masks_per_image)  # (Ri, M, M), one per RoI
-
-    if len(gt_masks) == 0:
+    with_rois = [x for x in instances if len(x) > 0]
+    if len(with_rois) == 0:
         return pred_mask_logits.sum() * 0  # keeps the graph connected on an empty batch
-
-    gt_masks = cat(gt_masks, dim=0)
+    crop_kwargs = _check_rois_once(instances)
+    if all(isinstance(x.gt_masks, (BitMasks, PolygonMasks)) for x in with_rois):
+        # (R, M, M), one per RoI; gathered gt masks in one RoIAlign for all images
+        gt_masks = crop_and_resize_all([x.gt_masks for x in with_rois],
+                                       [x.proposal_boxes.tensor for x in with_rois],
+                                       mask_side_len, pred_mask_logits.device, **crop_kwargs)
+    else:  # other mask types: their own crop_and_resize
+        gt_masks = cat([x.gt_masks.crop_and_resize(x.proposal_boxes.tensor, mask_side_len).to(
+            device=pred_mask_logits.device) for x in with_rois], dim=0)
     if cls_agnostic_mask:
         pred_mask_logits = pred_mask_logits[:, 0]
     else:
+        gt_classes = cat([x.gt_classes.to(dtype=torch.int64) for x in with_rois], dim=0)
         indices = torch.arange(pred_mask_logits.size(0), device=pred_mask_logits.device)
-        pred_mask_logits = pred_mask_logits[indices, cat(gt_classes, dim=0)]
+        pred_mask_logits = pred_mask_logits[indices, gt_classes]
 
     gt_masks_bool = gt_masks if gt_masks.dtype == torch.bool else gt_masks > 0.5
     gt_masks = gt_masks.to(dtype=torch.float32)
