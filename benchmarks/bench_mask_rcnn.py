@@ -27,12 +27,13 @@ from torchvision.models.detection.mask_rcnn import MaskRCNN
 from torchvision.ops import FrozenBatchNorm2d
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import DispatchCounter, describe_device, print_table, time_fn  # noqa: E402
+from common import describe_device, print_table, time_fn  # noqa: E402
 
 from detectron2 import model_zoo  # noqa: E402
 from detectron2.modeling import batched_matching, build_model  # noqa: E402
 from detectron2.structures import BitMasks, Boxes, Instances  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
+from detectron2.utils.testing import DispatchCounter  # noqa: E402
 
 CONFIG = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"
 NUM_GT = 8

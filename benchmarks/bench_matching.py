@@ -17,7 +17,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
-from common import DispatchCounter, describe_device, parse_args, print_table, time_fn  # noqa: E402
+from common import describe_device, parse_args, print_table, time_fn  # noqa: E402
 
 from detectron2.config import get_cfg  # noqa: E402
 from detectron2.layers import ShapeSpec  # noqa: E402
@@ -26,6 +26,7 @@ from detectron2.modeling.matcher import Matcher  # noqa: E402
 from detectron2.modeling.proposal_generator import RPN  # noqa: E402
 from detectron2.structures import Boxes, Instances  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
+from detectron2.utils.testing import DispatchCounter  # noqa: E402
 
 STRIDES = {"p2": 4, "p3": 8, "p4": 16, "p5": 32, "p6": 64}
 

@@ -10,7 +10,6 @@ import time
 from typing import Callable, List, Sequence
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 
 def time_fn(fn: Callable[[], object], device: str = "cpu", warmup: int = 3, iters: int = 10) -> float:
@@ -63,17 +62,3 @@ def describe_device(device: str) -> str:
     return f"CPU x{torch.get_num_threads()} threads (torch {torch.__version__})"
 
 
-class DispatchCounter(TorchDispatchMode):
-    """Counts the aten ops dispatched while active, and those among them that make the
-    host wait for a GPU (nonzero, item, ...): the host-side work of a step."""
-
-    SYNC_OPS = ("aten.nonzero.", "aten._local_scalar_dense.", "aten.is_nonzero.")
-
-    def __init__(self):
-        super().__init__()
-        self.ops = self.syncs = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops += 1
-        self.syncs += str(func).startswith(self.SYNC_OPS)
-        return func(*args, **(kwargs or {}))

@@ -8,7 +8,6 @@ import pytest
 import torch
 from rcnn_toys import ToyBackbone, toy_cfg, toy_inputs
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from detectron2.modeling import (
     META_ARCH_REGISTRY,
@@ -21,6 +20,7 @@ from detectron2.modeling import (
 from detectron2.modeling.proposal_generator import RPN
 from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.events import EventStorage
+from detectron2.utils.testing import DispatchCounter
 
 PIXEL_MEAN = [103.53, 116.28, 123.675]
 PIXEL_STD = [57.375, 57.12, 58.395]
@@ -426,30 +426,13 @@ def test_mask_rcnn_end_to_end_on_cuda():
     assert out[0]["instances"].pred_masks.device.type == "cuda"
 
 
-class _HostSyncCounter(TorchDispatchMode):
-    """Counts the ops that make the host wait for a GPU (on any device: the same code
-    paths run on the CPU, where they are cheap but still counted)."""
-
-    SYNC_OPS = ("aten.nonzero.", "aten._local_scalar_dense.", "aten.is_nonzero.")
-
-    def __init__(self):
-        super().__init__()
-        self.count = self.ops = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops += 1
-        if str(func).startswith(self.SYNC_OPS):
-            self.count += 1
-        return func(*args, **(kwargs or {}))
-
-
-def _training_step_counts(num_copies: int) -> _HostSyncCounter:
+def _training_step_counts(num_copies: int) -> DispatchCounter:
     torch.manual_seed(0)
     model = build_model(_mask_rcnn_cfg())
     inputs = _with_box_masks(toy_inputs()) * num_copies
     with EventStorage():
         model(inputs)  # warm-up: lazily built state (anchors, caches) is not counted
-        counter = _HostSyncCounter()
+        counter = DispatchCounter()
         with counter:
             sum(model(inputs).values()).backward()
     return counter
@@ -461,8 +444,8 @@ def test_training_step_host_syncs_do_not_grow_with_the_batch(monkeypatch):
     # once: a Mask R-CNN training step waits for the device a fixed number of times,
     # whatever the batch size (the mask targets' box check used to add one per image).
     two, six = _training_step_counts(1), _training_step_counts(3)
-    assert six.count == two.count
-    assert two.count <= 16
+    assert six.syncs == two.syncs
+    assert two.syncs <= 16
     # The host's work per extra image (dispatched ops, forward and backward): 185 with
     # per-image matching and box areas in the poolers, 72 now; what is left builds each
     # image's Instances and mask targets.

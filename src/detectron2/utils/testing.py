@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from detectron2.utils.torch_version_utils import min_torch_version
 
@@ -27,6 +28,7 @@ __all__ = [
     "skip_on_cpu_ci",
     "skipIfUnsupportedMinOpsetVersion",
     "skipIfUnsupportedMinTorchVersion",
+    "DispatchCounter",
 ]
 
 
@@ -238,3 +240,20 @@ def assert_instances_allclose(input, other, *, rtol: float = 1e-5, msg: str = ""
             raise AssertionError(msg + f"Field {f} is a {type(val1)} vs. {type(val2)}!")
         assert t1.shape == t2.shape, msg + f"Field {f} has shape {tuple(t1.shape)} vs {tuple(t2.shape)}!"
         assert torch.allclose(t1.float(), t2.float(), rtol=0.0, atol=100 * rtol), msg + f"Field {f} differs too much!"
+
+
+class DispatchCounter(TorchDispatchMode):
+    """Counts the aten ops dispatched while active (``ops``), and those among them that
+    make the host wait for a GPU (``syncs``: nonzero, item, ...): the host-side work of a
+    step. The same code paths run on the CPU, where they are cheap but still counted."""
+
+    SYNC_OPS = ("aten.nonzero.", "aten._local_scalar_dense.", "aten.is_nonzero.")
+
+    def __init__(self):
+        super().__init__()
+        self.ops = self.syncs = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops += 1
+        self.syncs += str(func).startswith(self.SYNC_OPS)
+        return func(*args, **(kwargs or {}))
