@@ -134,8 +134,6 @@ class BitMasks:
         # Imported here: RoIAlign is an nn.Module and this method is not compiled by TorchScript.
         from detectron2.layers.roi_align import ROIAlign
 
-        if len(boxes) != len(self):
-            raise ValueAssertionError(f"BitMasks.crop_and_resize: {len(boxes)} boxes for {len(self)} masks")
         check_crop_boxes(boxes, len(self), "BitMasks", check_finite)
         plane_of_box = torch.arange(len(boxes), device=self.tensor.device)
         return _crop_and_resize_planes(self.tensor, plane_of_box, boxes, mask_size)
@@ -243,8 +241,6 @@ class _GatheredBitMasks(BitMasks):
     def crop_and_resize(self, boxes: torch.Tensor, mask_size: int, check_finite: bool = True) -> torch.Tensor:
         if self._gathered is not None:
             return super().crop_and_resize(boxes, mask_size, check_finite)
-        if len(boxes) != len(self):
-            raise ValueAssertionError(f"BitMasks.crop_and_resize: {len(boxes)} boxes for {len(self)} masks")
         check_crop_boxes(boxes, len(self), "BitMasks", check_finite)
         # RoIAlign reads each box's own source plane: the same planes as the gathered copy.
         return _crop_and_resize_planes(self._source, self._index, boxes, mask_size)
@@ -258,23 +254,26 @@ def crop_and_resize_all(
     check_finite: bool = True,
 ) -> torch.Tensor:
     """``cat([masks.crop_and_resize(boxes, mask_size) ...])`` on ``device``, for several
-    images. Gathered BitMasks (BitMasks.gather) whose source masks share one size and
-    device, as the ROI heads make them for a batch, are cropped in one RoIAlign over all
-    their planes; anything else image by image. The values are the same either way."""
+    images, with one NaN/inf check (one host sync) of all their boxes. Gathered BitMasks
+    (BitMasks.gather) whose source masks share one size and device, as the ROI heads make
+    them for a batch, are cropped in one RoIAlign over all their planes; anything else
+    image by image. The values are the same either way."""
+    owner = "BitMasks" if isinstance(masks_list[0], BitMasks) else type(masks_list[0]).__name__
+    for masks, boxes in zip(masks_list, boxes_list):
+        check_crop_boxes(boxes, len(masks), owner, check_finite=False)
+    all_boxes = torch.cat(list(boxes_list), dim=0)
+    if check_finite:
+        check_crop_boxes(all_boxes, len(all_boxes), owner)
     gathered = all(type(m) is _GatheredBitMasks and m._gathered is None for m in masks_list)
     sources = [m._source for m in masks_list] if gathered else []
     if not gathered or len({(s.shape[1:], s.device) for s in sources}) != 1:
-        crops = [m.crop_and_resize(b, mask_size, check_finite) for m, b in zip(masks_list, boxes_list)]
+        crops = [m.crop_and_resize(b, mask_size, check_finite=False) for m, b in zip(masks_list, boxes_list)]
         return torch.cat([c.to(device=device) for c in crops], dim=0)
     plane_of_box, offset = [], 0
-    for masks, boxes, source in zip(masks_list, boxes_list, sources):
-        if len(boxes) != len(masks):
-            raise ValueAssertionError(f"BitMasks.crop_and_resize: {len(boxes)} boxes for {len(masks)} masks")
-        check_crop_boxes(boxes, len(masks), "BitMasks", check_finite)
+    for masks, source in zip(masks_list, sources):
         plane_of_box.append(masks._index + offset)  # planes of this image, after the earlier images'
         offset += len(source)
-    boxes = torch.cat(list(boxes_list), dim=0)
-    crops = _crop_and_resize_planes(torch.cat(sources, dim=0), torch.cat(plane_of_box), boxes, mask_size)
+    crops = _crop_and_resize_planes(torch.cat(sources, dim=0), torch.cat(plane_of_box), all_boxes, mask_size)
     return crops.to(device=device)
 
 
@@ -355,8 +354,6 @@ class PolygonMasks:
     def crop_and_resize(self, boxes: torch.Tensor, mask_size: int, check_finite: bool = True) -> torch.Tensor:
         """Rasterise instance i inside boxes[i] (XYXY) to an (N, M, M) bool tensor on
         the boxes' device (``check_finite`` as in BitMasks.crop_and_resize)."""
-        if len(boxes) != len(self):
-            raise ValueAssertionError(f"PolygonMasks.crop_and_resize: {len(boxes)} boxes for {len(self)} masks")
         check_crop_boxes(boxes, len(self), "PolygonMasks", check_finite)
         dev = boxes.device
         # Rasterisation runs on the CPU through pycocotools.
@@ -396,8 +393,11 @@ def _as_float64_array(t: Union[torch.Tensor, np.ndarray, List[float]]) -> np.nda
 
 
 def check_crop_boxes(boxes: torch.Tensor, n: int, owner: str, check_finite: bool = True) -> None:
-    """crop_and_resize needs (N, 4) finite boxes; a NaN box has no crop. The finiteness
-    check costs one host sync: mask_rcnn_loss makes it once for all images."""
+    """crop_and_resize needs (N, 4) finite boxes, one per mask; a NaN box has no crop.
+    The finiteness check costs one host sync: crop_and_resize_all makes it once for all
+    images."""
+    if len(boxes) != n:
+        raise ValueAssertionError(f"{owner}.crop_and_resize: {len(boxes)} boxes for {n} masks")
     if boxes.dim() != 2 or boxes.shape[1] != 4:
         raise BadInputError(f"{owner}.crop_and_resize: boxes must have shape ({n}, 4), got {tuple(boxes.shape)}")
     if check_finite and boxes.numel() and not bool(torch.isfinite(boxes).all()):

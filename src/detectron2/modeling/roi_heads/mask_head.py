@@ -9,7 +9,7 @@ from detectron2.config import configurable
 from detectron2.layers import Conv2d, ConvTranspose2d, ShapeSpec, cat, get_norm, move_device_like
 from detectron2.layers import _weight_init as weight_init
 from detectron2.structures import BitMasks, Instances, PolygonMasks
-from detectron2.structures.masks import check_crop_boxes, crop_and_resize_all
+from detectron2.structures.masks import crop_and_resize_all
 from detectron2.utils.events import get_event_storage
 from detectron2.utils.registry import Registry
 
@@ -90,12 +90,11 @@ def mask_rcnn_loss(pred_mask_logits: torch.Tensor, instances: List[Instances], v
     with_rois = [x for x in instances if len(x) > 0]
     if len(with_rois) == 0:
         return pred_mask_logits.sum() * 0  # keeps the graph connected on an empty batch
-    crop_kwargs = _check_rois_once(instances)
     if all(isinstance(x.gt_masks, (BitMasks, PolygonMasks)) for x in with_rois):
-        # (R, M, M), one per RoI; gathered gt masks in one RoIAlign for all images
+        # (R, M, M), one per RoI: one NaN check of all RoIs, gathered gt masks in one RoIAlign
         gt_masks = crop_and_resize_all([x.gt_masks for x in with_rois],
                                        [x.proposal_boxes.tensor for x in with_rois],
-                                       mask_side_len, pred_mask_logits.device, **crop_kwargs)
+                                       mask_side_len, pred_mask_logits.device)
     else:  # other mask types: their own crop_and_resize
         gt_masks = cat([x.gt_masks.crop_and_resize(x.proposal_boxes.tensor, mask_side_len).to(
             device=pred_mask_logits.device) for x in with_rois], dim=0)
@@ -112,18 +111,6 @@ def mask_rcnn_loss(pred_mask_logits: torch.Tensor, instances: List[Instances], v
     if vis_period > 0 and get_event_storage().iter % vis_period == 0:
         _put_mask_images(pred_mask_logits, gt_masks)
     return F.binary_cross_entropy_with_logits(pred_mask_logits, gt_masks, reduction="mean")
-
-
-def _check_rois_once(instances: List[Instances]) -> dict:
-    """The NaN/inf check of every image's RoIs in one host sync (crop_and_resize would make
-    one per image); returns the crop_and_resize arguments that skip the per-image check,
-    or none for mask types other than BitMasks/PolygonMasks."""
-    with_rois = [x for x in instances if len(x) > 0]
-    if not with_rois or not all(isinstance(x.gt_masks, (BitMasks, PolygonMasks)) for x in with_rois):
-        return {}
-    boxes = cat([x.proposal_boxes.tensor for x in with_rois], dim=0)
-    check_crop_boxes(boxes, len(boxes), type(with_rois[0].gt_masks).__name__)
-    return {"check_finite": False}
 
 
 def mask_rcnn_inference(pred_mask_logits: torch.Tensor, pred_instances: List[Instances]) -> None:
