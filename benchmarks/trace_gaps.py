@@ -1,7 +1,8 @@
 """Where the GPU waits for the host: idle gaps of a torch.profiler chrome trace.
 
-Reads a trace written by ``profile_mask_rcnn_train.py --trace FILE`` (recorded with Python
-stacks) and prints, over the profiled window:
+Reads a trace written by ``profile_mask_rcnn_train.py --trace FILE`` (with ``--stack``, the
+causes below name our Python frames; without, only the aten op) and prints, over the
+profiled window:
   * device busy and idle time, and the idle time per stage (``stage::*`` annotations);
   * the idle time by cause: for each gap, the host-device synchronisation that made the
     device drain (the innermost detectron2 frame around the sync call), or, where no sync
