@@ -17,6 +17,7 @@ from detectron2.modeling import (
     batched_matching,
     build_model,
 )
+from detectron2.modeling.meta_arch import rcnn as rcnn_module
 from detectron2.modeling.proposal_generator import RPN
 from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.events import EventStorage
@@ -348,18 +349,50 @@ def test_mask_rcnn_channels_last_matches_contiguous(device):
     choice) trains and infers like the contiguous one, within the convolutions' rounding
     (in float32: TF32 would round both far more than the layouts differ)."""
     with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
-        _check_channels_last_matches_contiguous(device)
+        _check_channels_last_matches_contiguous(
+            device, lambda m: m.to(memory_format=torch.channels_last), nhwc_input=device.type == "cuda"
+        )
 
 
-def _check_channels_last_matches_contiguous(device):
+def test_mask_rcnn_backbone_runs_channels_last_where_cudnn_prefers_it(device, monkeypatch):
+    """By default GeneralizedRCNN hands its backbone an NHWC batch where cuDNN computes in
+    NHWC (all CUDA GPUs since Volta), with the same results as the NCHW model. On the CPU
+    the input keeps its layout; the test then pretends the CPU prefers NHWC, to run the
+    same conversion there."""
+    if device.type == "cpu":
+        model = build_model(_mask_rcnn_cfg())
+        assert model.channels_last
+        layouts = _backbone_input_layouts(model, toy_inputs())
+        assert layouts == [False], "CPU inputs must keep their layout"
+        monkeypatch.setattr(rcnn_module, "_use_channels_last", lambda x: True)
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        _check_channels_last_matches_contiguous(device, lambda m: m, nhwc_input=True)
+
+
+def _backbone_input_layouts(model, inputs):
+    """For each backbone call of one training step: is its input channels-last?"""
+    seen = []
+    handle = model.backbone.register_forward_pre_hook(
+        lambda mod, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last)
+                                      and not args[0].is_contiguous())
+    )
+    with EventStorage():
+        model(_with_box_masks(inputs))
+    handle.remove()
+    return seen
+
+
+def _check_channels_last_matches_contiguous(device, to_nhwc, nhwc_input: bool):
     cfg = _mask_rcnn_cfg()
     cfg.MODEL.DEVICE = str(device)
     torch.manual_seed(0)
     model = build_model(cfg)
+    model.channels_last = False  # the reference: NCHW all the way
     nhwc = build_model(cfg)
     nhwc.load_state_dict(model.state_dict())
-    nhwc.to(memory_format=torch.channels_last)
-    assert nhwc.backbone.stem.weight.is_contiguous(memory_format=torch.channels_last)
+    nhwc = to_nhwc(nhwc)
+    assert _backbone_input_layouts(model, toy_inputs()) == [False]
+    assert _backbone_input_layouts(nhwc, toy_inputs()) == [nhwc_input]
     inputs = _with_box_masks(toy_inputs())
     losses = []
     for m in (model, nhwc):
