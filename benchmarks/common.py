@@ -12,8 +12,26 @@ from typing import Callable, List, Sequence
 import torch
 
 
+_gpu_warm = False
+
+
+def warm_up_gpu(seconds: float = 1.0) -> None:
+    """Keep the GPU busy for a moment so that its clocks are up before the first timed
+    case: otherwise whichever implementation is timed first runs on a cold GPU."""
+    global _gpu_warm
+    a = torch.randn(4096, 4096, device="cuda")
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for _ in range(10):
+            a @ a
+        torch.cuda.synchronize()
+    _gpu_warm = True
+
+
 def time_fn(fn: Callable[[], object], device: str = "cpu", warmup: int = 3, iters: int = 10) -> float:
     """Median wall time of ``fn()`` in milliseconds (CUDA events on a GPU)."""
+    if torch.device(device).type == "cuda" and not _gpu_warm:
+        warm_up_gpu()
     for _ in range(warmup):
         fn()
     samples = []

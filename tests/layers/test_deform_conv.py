@@ -142,6 +142,32 @@ def test_im2col_step_does_not_change_the_result(device, im2col_step):
     torch.testing.assert_close(out, reference_deform_conv(x, offset, weight, None, 1, 1, 1, 1, 1))
 
 
+@pytest.mark.parametrize("c, groups, dg, k", [(70, 1, 2, (3, 3)), (40, 2, 5, (5, 5)), (66, 2, 3, (1, 7))])
+def test_many_channels_and_taps_match_reference(device, c, groups, dg, k):
+    """Past the small cases: channels beyond one 32-lane block with a partial last block,
+    deformable groups that split a block, and kernels of more than 16 taps (the CUDA
+    im2col samples 32 channels x up to 16 taps at a time). Forward and all gradients
+    against the plain-PyTorch reference, from NCHW and from NHWC (channels-last) inputs."""
+    pad = max(k) // 2
+    x, offset, mask, weight, bias = make_inputs(device, torch.float64, n=3, c=c, cout=4, h=6, w=7, k=k,
+                                                padding=pad, groups=groups, dg=dg)
+    grad = torch.randn(3, 4, *offset.shape[-2:], dtype=torch.float64, device=device)
+
+    def run(fn, x):
+        leaves = [t.detach().clone().requires_grad_() for t in (x, offset, mask, weight, bias)]
+        out = fn(*leaves)
+        out.backward(grad)
+        return [out.detach()] + [t.grad for t in leaves]
+
+    ref = run(lambda x, o, m, w, b: reference_deform_conv(x, o, w, b, 1, pad, 1, groups, dg, mask=m), x)
+    ours = lambda x, o, m, w, b: modulated_deform_conv(x, o, m, w, b, 1, pad, 1, groups, dg)  # noqa: E731
+    for inp in (x, x.contiguous(memory_format=torch.channels_last)):
+        for a, b in zip(run(ours, inp), ref):
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+    v1 = deform_conv(x, offset, weight, 1, pad, 1, groups, dg)
+    torch.testing.assert_close(v1, reference_deform_conv(x, offset, weight, None, 1, pad, 1, groups, dg))
+
+
 def test_non_contiguous_inputs(device):
     x, offset, mask, weight, bias = make_inputs(device, torch.float64, h=8, w=8)
     expected_v1 = deform_conv(x, offset, weight, 1, 1, 1, 1, 1)

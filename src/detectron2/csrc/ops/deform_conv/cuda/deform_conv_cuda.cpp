@@ -31,13 +31,13 @@ using acc_t = typename cuda_acc<cuda_type_t<T>>::type;
 
 }  // namespace
 
-void im2col_cuda(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask, const Geometry& g,
+void im2col_cuda(const at::Tensor& input_nhwc, const at::Tensor& offset, const at::Tensor& mask, const Geometry& g,
                  at::Tensor& columns) {
-  const c10::cuda::CUDAGuard guard(input.device());
+  const c10::cuda::CUDAGuard guard(input_nhwc.device());
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "deform_conv_im2col_cuda", [&] {
-    C10_CUDA_CHECK(launch_im2col(cuda_ptr<scalar_t>(input), cuda_ptr<scalar_t>(offset), cuda_ptr<scalar_t>(mask), g,
-                                 cuda_mut_ptr<scalar_t>(columns), stream));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input_nhwc.scalar_type(), "deform_conv_im2col_cuda", [&] {
+    C10_CUDA_CHECK(launch_im2col(cuda_ptr<scalar_t>(input_nhwc), cuda_ptr<scalar_t>(offset), cuda_ptr<scalar_t>(mask),
+                                 g, cuda_mut_ptr<scalar_t>(columns), stream));
   });
 }
 

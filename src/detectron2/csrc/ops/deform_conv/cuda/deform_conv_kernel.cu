@@ -1,7 +1,8 @@
 // CUDA kernels of deformable convolution: grid-stride loops over the shared element
-// functions of deform_conv_utils.h. Thread index order is (dg, channel chunk, tap,
-// image, pixel) with the pixel fastest, so that column reads/writes and offset/mask
-// reads of a warp are contiguous.
+// functions of deform_conv_utils.h. im2col gives a warp one pixel-major column row
+// (lanes over channels of the NHWC input). col2im and the coordinate gradient order
+// threads as (dg, channel chunk, tap, image, pixel) with the pixel fastest, so that a
+// warp's reads of the channel-major column gradients and of offsets/masks are contiguous.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -92,15 +93,53 @@ __device__ __forceinline__ int64_t task_count(const Geometry& g, int64_t chunks)
   return g.deformable_groups * chunks * g.kernel_size() * g.batch * g.out_pixels();
 }
 
+// im2col: one warp per row of the pixel-major columns (an output pixel of an image). For
+// each deformable group and chunk of up to kTapChunk taps, the lanes first locate the taps
+// (one a lane) into shared memory; then, 32 channels at a time, each lane samples its
+// channel at every tap of the chunk (a warp's corner reads are 32 adjacent NHWC channels)
+// into a staging buffer, which the warp writes out as contiguous runs of the row.
+constexpr int kTapChunk = 16;
+
 template <typename T>
-__global__ void im2col_kernel(const T* __restrict__ input, const T* __restrict__ offset, const T* __restrict__ mask,
-                              Geometry g, int64_t chunks, T* __restrict__ columns) {
-  const int64_t total = task_count(g, chunks);
-  for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < total;
-       idx += int64_t(blockDim.x) * gridDim.x) {
-    const TaskIndex t = task_of(g, chunks, idx);
-    if (t.c_begin < t.c_end)
-      im2col_element(g, input, offset, mask, t.b, t.dg, t.k, t.pixel, t.c_begin, t.c_end, columns);
+struct Im2colShared {
+  Tap<T> taps[kTapChunk];
+  T stage[32 * kTapChunk];  // [lane][tap of the chunk]
+};
+
+template <typename T>
+__global__ void im2col_kernel(const T* __restrict__ input_nhwc, const T* __restrict__ offset,
+                              const T* __restrict__ mask, Geometry g, T* __restrict__ columns) {
+  extern __shared__ __align__(16) unsigned char shared_bytes[];
+  const int lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  Im2colShared<T>& sh = reinterpret_cast<Im2colShared<T>*>(shared_bytes)[threadIdx.x / 32];
+  const int64_t K = g.kernel_size(), P = g.out_pixels(), C = g.channels, cg = g.group_channels();
+  const int64_t rows = g.batch * P;
+  for (int64_t row = int64_t(blockIdx.x) * warps + threadIdx.x / 32; row < rows; row += int64_t(gridDim.x) * warps) {
+    const int64_t b = row / P, pixel = row % P;
+    T* const out_row = columns + row * C * K;
+    for (int64_t dg = 0; dg < g.deformable_groups; ++dg) {
+      for (int64_t k0 = 0; k0 < K; k0 += kTapChunk) {
+        const int kc = static_cast<int>(K - k0 < kTapChunk ? K - k0 : kTapChunk);
+        __syncwarp();  // the previous chunk's taps are no longer read
+        if (lane < kc) sh.taps[lane] = tap_of(g, offset, mask, b, dg, k0 + lane, pixel);
+        __syncwarp();
+        for (int64_t c0 = dg * cg; c0 < (dg + 1) * cg; c0 += 32) {
+          const int width = static_cast<int>((dg + 1) * cg - c0 < 32 ? (dg + 1) * cg - c0 : 32);
+          if (lane < width) {
+            for (int kk = 0; kk < kc; ++kk)
+              im2col_nhwc_element(g, input_nhwc, sh.taps[kk], b, c0 + lane, c0 + lane + 1, sh.stage + lane * kc + kk, 1);
+          }
+          __syncwarp();
+          if (kc == K) {  // the chunk is whole channels: one contiguous run
+            T* out = out_row + c0 * K;
+            for (int j = lane; j < width * kc; j += 32) out[j] = sh.stage[j];
+          } else {
+            for (int j = lane; j < width * kc; j += 32) out_row[(c0 + j / kc) * K + k0 + j % kc] = sh.stage[j];
+          }
+          __syncwarp();
+        }
+      }
+    }
   }
 }
 
@@ -155,27 +194,16 @@ int64_t channel_chunks(const Geometry& g) {
   return std::max<int64_t>(1, std::min<int64_t>(g.group_channels(), (kTargetThreads + taps - 1) / taps));
 }
 
-// im2col splits channels further than the other kernels (they reduce over channels, im2col
-// does not): a thread then samples at most kIm2colChannels channels at the tap it located,
-// which keeps enough independent gathers in flight on large maps.
-namespace {
-
-constexpr int64_t kIm2colChannels = 16;
-
-int64_t im2col_chunks(const Geometry& g) {
-  const int64_t cg = g.group_channels();
-  return std::max<int64_t>(channel_chunks(g), std::min<int64_t>(cg, (cg + kIm2colChannels - 1) / kIm2colChannels));
-}
-
-}  // namespace
-
 template <typename T>
-cudaError_t launch_im2col(const T* input, const T* offset, const T* mask, const Geometry& g, T* columns,
+cudaError_t launch_im2col(const T* input_nhwc, const T* offset, const T* mask, const Geometry& g, T* columns,
                           cudaStream_t stream) {
-  const int64_t chunks = im2col_chunks(g);
-  const int64_t total = g.deformable_groups * chunks * g.kernel_size() * g.batch * g.out_pixels();
-  if (total == 0) return cudaSuccess;
-  im2col_kernel<T><<<blocks_for(total), kThreads, 0, stream>>>(input, offset, mask, g, chunks, columns);
+  const int64_t rows = g.batch * g.out_pixels();
+  if (rows == 0 || g.channels == 0) return cudaSuccess;
+  constexpr int kWarps = 8;
+  static_assert(kWarps * sizeof(Im2colShared<double>) <= 48 * 1024, "above the default shared memory limit");
+  const int64_t blocks = std::min<int64_t>((rows + kWarps - 1) / kWarps, kMaxBlocks);
+  im2col_kernel<T><<<static_cast<int>(blocks), kWarps * 32, kWarps * sizeof(Im2colShared<T>), stream>>>(
+      input_nhwc, offset, mask, g, columns);
   return cudaGetLastError();
 }
 

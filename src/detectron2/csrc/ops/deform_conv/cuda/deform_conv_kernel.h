@@ -31,7 +31,7 @@ struct cuda_acc<__nv_bfloat16> {
 int64_t channel_chunks(const Geometry& g);
 
 template <typename T>
-cudaError_t launch_im2col(const T* input, const T* offset, const T* mask, const Geometry& g, T* columns,
+cudaError_t launch_im2col(const T* input_nhwc, const T* offset, const T* mask, const Geometry& g, T* columns,
                           cudaStream_t stream);
 
 // Accumulates into grad_input (accumulation type), which the caller zeroes.
