@@ -221,7 +221,14 @@ at::Tensor weight_matrix(const Problem& p, const at::Tensor& weight) {
   return weight.reshape({p.groups, p.out_channels / p.groups, (p.channels / p.groups) * p.kernel_size()});
 }
 
-at::Tensor nhwc(const at::Tensor& input) { return input.contiguous(at::MemoryFormat::ChannelsLast); }
+// The input with NHWC strides (a copy unless it already is channels-last).
+at::Tensor nhwc(const at::Tensor& input) {
+  if (input.is_contiguous(at::MemoryFormat::ChannelsLast)) return input;
+#if defined(WITH_CUDA)
+  if (input.is_cuda()) return deform_conv::to_nhwc_cuda(input);  // a tiled transpose: ATen copies it slower
+#endif
+  return input.contiguous(at::MemoryFormat::ChannelsLast);
+}
 
 at::Tensor new_columns(const Problem& p, const at::Tensor& input, int64_t step) {
   return at::empty({step * p.out_h * p.out_w, p.channels * p.kernel_size()}, input.options());

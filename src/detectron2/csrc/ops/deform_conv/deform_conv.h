@@ -47,6 +47,7 @@ void col2im_cpu(const at::Tensor& grad_columns, const at::Tensor& offset, const 
 void coord_grad_cpu(const at::Tensor& grad_columns, const at::Tensor& input, const at::Tensor& offset,
                     const at::Tensor& mask, const Geometry& g, at::Tensor& grad_offset, at::Tensor& grad_mask);
 #if defined(WITH_CUDA)
+at::Tensor to_nhwc_cuda(const at::Tensor& input);
 void im2col_cuda(const at::Tensor& input_nhwc, const at::Tensor& offset, const at::Tensor& mask, const Geometry& g,
                  at::Tensor& columns);
 void col2im_cuda(const at::Tensor& grad_columns, const at::Tensor& offset, const at::Tensor& mask,

@@ -140,29 +140,35 @@ D2_HOST_DEVICE int64_t column_index(const Geometry& g, int64_t c, int64_t k, int
   return (c * g.kernel_size() + k) * g.column_width() + b * g.out_pixels() + pixel;
 }
 
-// im2col, pixel-major: the entries of one sampling tap (image b, tap t) for the channels
-// [c_begin, c_end) of its deformable group, read from the NHWC input and written to
-// out[(c - c_begin) * out_stride]; entry = mask * bilinear(input[b, :, :, c], position).
+// A located tap reduced to what im2col needs: its four corners (pixel index y*W+x in the
+// image, -1 outside) and their bilinear weights with the mask folded in.
+template <typename acc_t>
+struct TapSample {
+  int64_t corner[4];
+  acc_t weight[4];
+};
+
 template <typename T>
-D2_HOST_DEVICE void im2col_nhwc_element(const Geometry& g, const T* D2_RESTRICT input_nhwc, const Tap<T>& t,
-                                        int64_t b, int64_t c_begin, int64_t c_end, T* D2_RESTRICT out,
-                                        int64_t out_stride) {
+D2_HOST_DEVICE TapSample<typename Scalar<T>::acc> sample_of(const Tap<T>& t) {
   using acc_t = typename Scalar<T>::acc;
-  const int64_t count = c_end - c_begin;
-  if (!t.corners.inside) {
-    for (int64_t i = 0; i < count; ++i) out[i * out_stride] = Scalar<T>::store(acc_t(0));
-    return;
+  TapSample<acc_t> s;
+  corner_weights(t.corners, s.weight);  // zeros when the tap is outside
+  for (int q = 0; q < 4; ++q) {
+    s.weight[q] *= t.mask;
+    s.corner[q] = t.corners.idx[q];
   }
-  acc_t w[4];
-  corner_weights(t.corners, w);
-  for (int q = 0; q < 4; ++q) w[q] *= t.mask;
-  const int64_t C = g.channels;
-  const T* D2_RESTRICT image = input_nhwc + b * g.height * g.width * C + c_begin;
-  for (int64_t i = 0; i < count; ++i) {
-    acc_t v[4];
-    for (int q = 0; q < 4; ++q) v[q] = t.corners.idx[q] >= 0 ? Scalar<T>::load(image[t.corners.idx[q] * C + i]) : acc_t(0);
-    out[i * out_stride] = Scalar<T>::store(w[0] * v[0] + w[1] * v[1] + w[2] * v[2] + w[3] * v[3]);
-  }
+  return s;
+}
+
+// One entry of the pixel-major columns: mask * bilinear(channel c at the tap), read from
+// `channel` = the NHWC image's pointer at channel c (corners C elements apart per pixel).
+template <typename T>
+D2_HOST_DEVICE typename Scalar<T>::acc sample_nhwc(const TapSample<typename Scalar<T>::acc>& s,
+                                                   const T* D2_RESTRICT channel, int64_t C) {
+  using acc_t = typename Scalar<T>::acc;
+  acc_t v[4];
+  for (int q = 0; q < 4; ++q) v[q] = s.corner[q] >= 0 ? Scalar<T>::load(channel[s.corner[q] * C]) : acc_t(0);
+  return s.weight[0] * v[0] + s.weight[1] * v[1] + s.weight[2] * v[2] + s.weight[3] * v[3];
 }
 
 // col2im: scatter the column gradients of channels [c_begin, c_end) back onto the four

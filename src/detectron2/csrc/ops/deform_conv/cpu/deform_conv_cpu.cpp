@@ -89,10 +89,12 @@ void im2col_cpu(const at::Tensor& input_nhwc, const at::Tensor& offset, const at
       for (int64_t row = begin; row < end; ++row) {
         const int64_t b = row / P, p = row % P;
         scalar_t* out = col + row * g.channels * K;
+        const scalar_t* image = in + b * g.height * g.width * g.channels;
         for (int64_t dg = 0; dg < g.deformable_groups; ++dg)
-          for (int64_t k = 0; k < K; ++k)
-            im2col_nhwc_element(g, in, tap_of(g, off, msk, b, dg, k, p), b, dg * cg, (dg + 1) * cg,
-                                out + dg * cg * K + k, K);
+          for (int64_t k = 0; k < K; ++k) {
+            const auto sample = sample_of(tap_of(g, off, msk, b, dg, k, p));
+            for (int64_t c = dg * cg; c < (dg + 1) * cg; ++c) out[c * K + k] = sample_nhwc(sample, image + c, g.channels);
+          }
       }
     });
   });

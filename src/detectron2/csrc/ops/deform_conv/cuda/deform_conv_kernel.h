@@ -36,6 +36,10 @@ cudaError_t launch_im2col(const T* input_nhwc, const T* offset, const T* mask, c
 
 // Accumulates into grad_input (accumulation type), which the caller zeroes.
 template <typename T>
+cudaError_t launch_nchw_to_nhwc(const T* input, int64_t batch, int64_t channels, int64_t pixels, T* output,
+                                cudaStream_t stream);
+
+template <typename T>
 cudaError_t launch_col2im(const T* grad_columns, const T* offset, const T* mask, const Geometry& g,
                           typename cuda_acc<T>::type* grad_input, cudaStream_t stream);
 
