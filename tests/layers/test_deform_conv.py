@@ -146,11 +146,10 @@ def test_im2col_step_does_not_change_the_result(device, im2col_step):
     "c, groups, dg, k", [(70, 1, 2, (3, 3)), (40, 2, 5, (5, 5)), (66, 2, 3, (1, 7)), (300, 2, 1, (3, 3))]
 )
 def test_many_channels_and_taps_match_reference(device, c, groups, dg, k):
-    """Past the small cases: channels beyond one 32-lane block with a partial last block,
-    deformable groups that split a block, more than one 128-channel span, and kernels of
-    more than 16 taps (the CUDA im2col gives a warp up to 128 channels of a pixel and
-    samples 32 channels x up to 16 taps at a time). Forward and all gradients
-    against the plain-PyTorch reference, from NCHW and from NHWC (channels-last) inputs."""
+    """Past the small cases: many channels (the CUDA im2col gives a thread up to 16 of them),
+    deformable groups that split them unevenly, weight groups, and kernels of up to 25
+    taps. Forward and all gradients against the plain-PyTorch reference, from NCHW and
+    from NHWC (channels-last) inputs."""
     pad = max(k) // 2
     x, offset, mask, weight, bias = make_inputs(device, torch.float64, n=3, c=c, cout=4, h=6, w=7, k=k,
                                                 padding=pad, groups=groups, dg=dg)

@@ -1,11 +1,10 @@
 // Deformable convolution entry points: argument checks, im2col steps and the GEMMs.
 //
-// Per step of `n` images: the deformable im2col kernel reads the input in NHWC and
-// writes a pixel-major [n*Ho*Wo, C*K] column matrix; one GEMM per weight group turns it
-// into the output. Backward runs the transposed GEMM to get channel-major column
-// gradients, then col2im (grad input) and the coordinate kernel (grad offset and mask);
-// grad weight is a GEMM against the columns. Only the three column kernels are device
-// specific (cpu/ and cuda/).
+// Per step of `n` images: the deformable im2col kernel writes a [C*K, n*Ho*Wo] column
+// matrix; one GEMM per weight group turns it into the output. Backward
+// runs the transposed GEMM to get column gradients, then col2im (grad input) and the
+// coordinate kernel (grad offset and mask); grad weight is a GEMM against the columns.
+// Only the three column kernels are device specific (cpu/ and cuda/).
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/add.h>
 #include <ATen/ops/bmm.h>
@@ -184,13 +183,12 @@ at::Tensor slice(const at::Tensor& t, int64_t start, int64_t n) {
   return t.defined() ? t.narrow(0, start, n) : t;
 }
 
-// columns [n*Ho*Wo, C*K] (pixel-major) from input_nhwc, a slice of an NHWC-strided input.
-void im2col(const at::Tensor& input_nhwc, const at::Tensor& offset, const at::Tensor& mask, const Geometry& g,
+void im2col(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask, const Geometry& g,
             at::Tensor& columns) {
 #if defined(WITH_CUDA)
-  if (input_nhwc.is_cuda()) return deform_conv::im2col_cuda(input_nhwc, offset, mask, g, columns);
+  if (input.is_cuda()) return deform_conv::im2col_cuda(input, offset, mask, g, columns);
 #endif
-  deform_conv::im2col_cpu(input_nhwc, offset, mask, g, columns);
+  deform_conv::im2col_cpu(input, offset, mask, g, columns);
 }
 
 void col2im(const at::Tensor& grad_columns, const at::Tensor& offset, const at::Tensor& mask, const Geometry& g,
@@ -221,41 +219,30 @@ at::Tensor weight_matrix(const Problem& p, const at::Tensor& weight) {
   return weight.reshape({p.groups, p.out_channels / p.groups, (p.channels / p.groups) * p.kernel_size()});
 }
 
-// The input with NHWC strides (a copy unless it already is channels-last).
-at::Tensor nhwc(const at::Tensor& input) {
-  if (input.is_contiguous(at::MemoryFormat::ChannelsLast)) return input;
-#if defined(WITH_CUDA)
-  if (input.is_cuda()) return deform_conv::to_nhwc_cuda(input);  // a tiled transpose: ATen copies it slower
-#endif
-  return input.contiguous(at::MemoryFormat::ChannelsLast);
-}
-
 at::Tensor new_columns(const Problem& p, const at::Tensor& input, int64_t step) {
-  return at::empty({step * p.out_h * p.out_w, p.channels * p.kernel_size()}, input.options());
+  return at::empty({p.groups, (p.channels / p.groups) * p.kernel_size(), step * p.out_h * p.out_w},
+                   input.options());
 }
 
-// The pixel-major columns of group g's channels as [groups, C/groups*K, rows] (a strided view).
-at::Tensor columns_by_group(const Problem& p, const at::Tensor& columns) {
-  return columns.view({columns.size(0), p.groups, (p.channels / p.groups) * p.kernel_size()}).permute({1, 2, 0});
-}
-
-// output = deformable convolution (+ bias when defined); `input` in any memory format.
+// output = deformable convolution (+ bias when defined).
 void forward_impl(const Problem& p, const at::Tensor& input, const at::Tensor& weight, const at::Tensor& offset,
                   const at::Tensor& mask, const at::Tensor& bias, at::Tensor& output, int64_t step) {
   output.resize_({p.batch, p.out_channels, p.out_h, p.out_w});
   if (p.batch == 0) return;
   const at::Tensor w = weight_matrix(p, weight);
-  const at::Tensor in = nhwc(input);
   at::Tensor columns = new_columns(p, input, step);
   const int64_t P = p.out_h * p.out_w;
   for (int64_t start = 0; start < p.batch; start += step) {
     const int64_t n = std::min(step, p.batch - start);
-    at::Tensor cols = columns.narrow(0, 0, n * P);
-    im2col(in.narrow(0, start, n), offset.narrow(0, start, n), slice(mask, start, n), p.step(n), cols);
-    // [C_out, n*P] = W x columns^T: on an H200 cuBLAS runs this form 4-5% faster than
-    // W x channel-major columns (benchmarks/bench_deform_gemm.py).
-    const at::Tensor product = p.groups == 1 ? at::mm(w[0], cols.t()) : at::bmm(w, columns_by_group(p, cols));
-    const at::Tensor by_image = product.view({p.out_channels, n, P}).transpose(0, 1);
+    at::Tensor cols = n == step ? columns : columns.narrow(2, 0, n * P).contiguous();
+    im2col(input.narrow(0, start, n), offset.narrow(0, start, n), slice(mask, start, n), p.step(n), cols);
+    // [n, C_out, P] views of the GEMM result. One group: out^T = columns^T x W^T, the form
+    // cuBLAS runs 4-9% faster than W x columns at issue 13's sizes on an H200
+    // (benchmarks/bench_deform_gemm.py). One GEMM per image straight into the output was
+    // tried too: cuBLAS then picked a 1.25x slower kernel at 8x512x25x34.
+    const at::Tensor by_image =
+        p.groups == 1 ? at::mm(cols[0].t(), w[0].t()).view({n, P, p.out_channels}).transpose(1, 2)
+                      : at::bmm(w, cols).view({p.out_channels, n, P}).transpose(0, 1);
     at::Tensor out = output.narrow(0, start, n).view({n, p.out_channels, P});
     if (bias.defined()) {
       at::add_out(out, by_image, bias.view({1, p.out_channels, 1}));  // reorder and bias in one pass
@@ -292,19 +279,18 @@ void backward_data_impl(const Problem& p, const at::Tensor& input, const at::Ten
   if (half) grad_input.copy_(grad_in_acc);
 }
 
-// grad_weight += scale * sum over images of grad_output x columns.
+// grad_weight += scale * sum over images of grad_output x columns^T.
 void backward_weight_impl(const Problem& p, const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask,
                           const at::Tensor& grad_output, at::Tensor& grad_weight, double scale, int64_t step) {
   if (p.batch == 0) return;
   at::Tensor gw = grad_weight.view({p.groups, p.out_channels / p.groups, (p.channels / p.groups) * p.kernel_size()});
-  const at::Tensor in = nhwc(input);
   at::Tensor columns = new_columns(p, input, step);
   const int64_t P = p.out_h * p.out_w;
   for (int64_t start = 0; start < p.batch; start += step) {
     const int64_t n = std::min(step, p.batch - start);
-    at::Tensor cols = columns.narrow(0, 0, n * P);
-    im2col(in.narrow(0, start, n), offset.narrow(0, start, n), slice(mask, start, n), p.step(n), cols);
-    gw.baddbmm_(grad_output_matrix(p, grad_output, start, n), columns_by_group(p, cols).transpose(1, 2), 1.0, scale);
+    at::Tensor cols = n == step ? columns : columns.narrow(2, 0, n * P).contiguous();
+    im2col(input.narrow(0, start, n), offset.narrow(0, start, n), slice(mask, start, n), p.step(n), cols);
+    gw.baddbmm_(grad_output_matrix(p, grad_output, start, n), cols.transpose(1, 2), 1.0, scale);
   }
 }
 
@@ -320,7 +306,8 @@ int deform_conv_forward(at::Tensor input, at::Tensor weight, at::Tensor offset, 
   check_weight(p, "weight", weight, input);
   check_output(p, "output", output, input);
   const int64_t step = checked_step(p, im2col_step);
-  forward_impl(p, input, weight.contiguous(), offset.contiguous(), at::Tensor(), at::Tensor(), output, step);
+  forward_impl(p, input.contiguous(), weight.contiguous(), offset.contiguous(), at::Tensor(), at::Tensor(), output,
+               step);
   return 1;
 }
 
@@ -378,7 +365,7 @@ void modulated_deform_conv_forward(at::Tensor input, at::Tensor weight, at::Tens
     checks::size(op, "bias", bias, 0, p.out_channels, "(C_out,)");
   }
   check_output(p, "output", output, input);
-  forward_impl(p, input, weight.contiguous(), offset.contiguous(), mask.contiguous(),
+  forward_impl(p, input.contiguous(), weight.contiguous(), offset.contiguous(), mask.contiguous(),
                with_bias ? bias : at::Tensor(), output, auto_step(p));
 }
 

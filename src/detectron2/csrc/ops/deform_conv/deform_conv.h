@@ -40,15 +40,14 @@ namespace deform_conv {
 // Per-device kernels over one im2col step (tensors contiguous, already validated).
 // `mask` may be undefined (plain deformable convolution); `grad_input` has the
 // accumulation dtype (float for half types) and is accumulated into.
-void im2col_cpu(const at::Tensor& input_nhwc, const at::Tensor& offset, const at::Tensor& mask, const Geometry& g,
+void im2col_cpu(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask, const Geometry& g,
                 at::Tensor& columns);
 void col2im_cpu(const at::Tensor& grad_columns, const at::Tensor& offset, const at::Tensor& mask, const Geometry& g,
                 at::Tensor& grad_input);
 void coord_grad_cpu(const at::Tensor& grad_columns, const at::Tensor& input, const at::Tensor& offset,
                     const at::Tensor& mask, const Geometry& g, at::Tensor& grad_offset, at::Tensor& grad_mask);
 #if defined(WITH_CUDA)
-at::Tensor to_nhwc_cuda(const at::Tensor& input);
-void im2col_cuda(const at::Tensor& input_nhwc, const at::Tensor& offset, const at::Tensor& mask, const Geometry& g,
+void im2col_cuda(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask, const Geometry& g,
                  at::Tensor& columns);
 void col2im_cuda(const at::Tensor& grad_columns, const at::Tensor& offset, const at::Tensor& mask,
                  const Geometry& g, at::Tensor& grad_input);

@@ -7,14 +7,10 @@
 // same functions, which is what keeps both devices numerically identical.
 //
 // Layouts (all contiguous):
-//   input      [B][C][H][W]             (col2im, coord_grad)
-//   input_nhwc [B][H][W][C]             (im2col: a warp's channels are adjacent)
-//   offset     [B][DG][K][2][Ho][Wo]    (channel 2k is the y offset, 2k+1 the x offset)
-//   mask       [B][DG][K][Ho][Wo]       (optional: nullptr means all ones)
-//   columns    [B*Ho*Wo][C*K]           im2col's output, pixel-major (row b*Ho*Wo + pixel,
-//                                       column c*K + k): the forward and grad-weight GEMM operand
-//   grad_columns [C*K][B*Ho*Wo]         channel-major (row c*K + k): what col2im and
-//                                       coord_grad read
+//   input    [B][C][H][W]
+//   offset   [B][DG][K][2][Ho][Wo]   (channel 2k is the y offset, 2k+1 the x offset)
+//   mask     [B][DG][K][Ho][Wo]      (optional: nullptr means all ones)
+//   columns  [C][K][B][Ho][Wo]       (row c*K+k, column b*Ho*Wo + pixel) -- the GEMM operand
 // with K = kernel_h * kernel_w and k = i * kernel_w + j.
 #pragma once
 
@@ -135,40 +131,39 @@ D2_HOST_DEVICE Tap<T> tap_of(const Geometry& g, const T* offset, const T* mask, 
   return t;
 }
 
-// Index into the channel-major grad_columns.
 D2_HOST_DEVICE int64_t column_index(const Geometry& g, int64_t c, int64_t k, int64_t b, int64_t pixel) {
   return (c * g.kernel_size() + k) * g.column_width() + b * g.out_pixels() + pixel;
 }
 
-// A located tap reduced to what im2col needs: its four corners (pixel index y*W+x in the
-// image, -1 outside) and their bilinear weights with the mask folded in.
-template <typename acc_t>
-struct TapSample {
-  int64_t corner[4];
-  acc_t weight[4];
-};
-
+// im2col: columns[c][k][b][pixel] = mask * bilinear(input[b][c], position) for c in [c_begin, c_end).
+// The channel loop walks pointers over non-aliasing buffers and is unrolled on the GPU, so
+// a thread has the gathers of several channels in flight at once.
 template <typename T>
-D2_HOST_DEVICE TapSample<typename Scalar<T>::acc> sample_of(const Tap<T>& t) {
+D2_HOST_DEVICE void im2col_element(const Geometry& g, const T* D2_RESTRICT input, const T* D2_RESTRICT offset,
+                                   const T* D2_RESTRICT mask, int64_t b, int64_t dg, int64_t k, int64_t pixel,
+                                   int64_t c_begin, int64_t c_end, T* D2_RESTRICT columns) {
   using acc_t = typename Scalar<T>::acc;
-  TapSample<acc_t> s;
-  corner_weights(t.corners, s.weight);  // zeros when the tap is outside
-  for (int q = 0; q < 4; ++q) {
-    s.weight[q] *= t.mask;
-    s.corner[q] = t.corners.idx[q];
+  const Tap<T> t = tap_of(g, offset, mask, b, dg, k, pixel);
+  const int64_t count = c_end - c_begin;
+  const int64_t column_stride = g.kernel_size() * g.column_width();  // one channel further
+  T* D2_RESTRICT out = columns + column_index(g, c_begin, k, b, pixel);
+  if (!t.corners.inside) {
+    for (int64_t i = 0; i < count; ++i) out[i * column_stride] = Scalar<T>::store(acc_t(0));
+    return;
   }
-  return s;
-}
-
-// One entry of the pixel-major columns: mask * bilinear(channel c at the tap), read from
-// `channel` = the NHWC image's pointer at channel c (corners C elements apart per pixel).
-template <typename T>
-D2_HOST_DEVICE typename Scalar<T>::acc sample_nhwc(const TapSample<typename Scalar<T>::acc>& s,
-                                                   const T* D2_RESTRICT channel, int64_t C) {
-  using acc_t = typename Scalar<T>::acc;
-  acc_t v[4];
-  for (int q = 0; q < 4; ++q) v[q] = s.corner[q] >= 0 ? Scalar<T>::load(channel[s.corner[q] * C]) : acc_t(0);
-  return s.weight[0] * v[0] + s.weight[1] * v[1] + s.weight[2] * v[2] + s.weight[3] * v[3];
+  acc_t w[4];
+  corner_weights(t.corners, w);
+  for (int q = 0; q < 4; ++q) w[q] *= t.mask;
+  const int64_t plane_size = g.height * g.width;
+  const T* D2_RESTRICT plane = input + (b * g.channels + c_begin) * plane_size;
+#if defined(__CUDA_ARCH__)
+#pragma unroll 4
+#endif
+  for (int64_t i = 0; i < count; ++i) {
+    acc_t v[4];
+    corner_values(plane + i * plane_size, t.corners, v);
+    out[i * column_stride] = Scalar<T>::store(w[0] * v[0] + w[1] * v[1] + w[2] * v[2] + w[3] * v[3]);
+  }
 }
 
 // col2im: scatter the column gradients of channels [c_begin, c_end) back onto the four

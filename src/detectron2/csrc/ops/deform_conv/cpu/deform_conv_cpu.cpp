@@ -75,27 +75,15 @@ void for_each_channel_task(const Geometry& g, const Fn& fn) {
 
 }  // namespace
 
-// Tasks are rows of the pixel-major columns (one output pixel of one image): a row is
-// written by one thread only.
-void im2col_cpu(const at::Tensor& input_nhwc, const at::Tensor& offset, const at::Tensor& mask, const Geometry& g,
+void im2col_cpu(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask, const Geometry& g,
                 at::Tensor& columns) {
-  AT_DISPATCH_FLOATING_TYPES(input_nhwc.scalar_type(), "deform_conv_im2col_cpu", [&] {
-    const scalar_t* in = input_nhwc.data_ptr<scalar_t>();
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "deform_conv_im2col_cpu", [&] {
+    const scalar_t* in = input.data_ptr<scalar_t>();
     const scalar_t* off = offset.data_ptr<scalar_t>();
     const scalar_t* msk = data_or_null<scalar_t>(mask);
     scalar_t* col = columns.data_ptr<scalar_t>();
-    const int64_t K = g.kernel_size(), P = g.out_pixels(), cg = g.group_channels();
-    at::parallel_for(0, g.batch * P, grain_for(g.channels * K), [&](int64_t begin, int64_t end) {
-      for (int64_t row = begin; row < end; ++row) {
-        const int64_t b = row / P, p = row % P;
-        scalar_t* out = col + row * g.channels * K;
-        const scalar_t* image = in + b * g.height * g.width * g.channels;
-        for (int64_t dg = 0; dg < g.deformable_groups; ++dg)
-          for (int64_t k = 0; k < K; ++k) {
-            const auto sample = sample_of(tap_of(g, off, msk, b, dg, k, p));
-            for (int64_t c = dg * cg; c < (dg + 1) * cg; ++c) out[c * K + k] = sample_nhwc(sample, image + c, g.channels);
-          }
-      }
+    for_each_channel_task(g, [&](int64_t b, int64_t dg, int64_t k, int64_t p, int64_t c0, int64_t c1) {
+      im2col_element(g, in, off, msk, b, dg, k, p, c0, c1, col);
     });
   });
 }

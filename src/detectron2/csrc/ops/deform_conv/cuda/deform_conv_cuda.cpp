@@ -3,7 +3,6 @@
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/cuda/CUDAContext.h>
-#include <ATen/ops/empty_like.h>
 #include <ATen/ops/zeros.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -32,24 +31,13 @@ using acc_t = typename cuda_acc<cuda_type_t<T>>::type;
 
 }  // namespace
 
-at::Tensor to_nhwc_cuda(const at::Tensor& input) {
-  const c10::cuda::CUDAGuard guard(input.device());
-  const at::Tensor nchw = input.contiguous();
-  at::Tensor out = at::empty_like(nchw, at::MemoryFormat::ChannelsLast);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "deform_conv_to_nhwc_cuda", [&] {
-    C10_CUDA_CHECK(launch_nchw_to_nhwc(cuda_ptr<scalar_t>(nchw), nchw.size(0), nchw.size(1), nchw.size(2) * nchw.size(3),
-                                       cuda_mut_ptr<scalar_t>(out), at::cuda::getCurrentCUDAStream()));
-  });
-  return out;
-}
-
-void im2col_cuda(const at::Tensor& input_nhwc, const at::Tensor& offset, const at::Tensor& mask, const Geometry& g,
+void im2col_cuda(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask, const Geometry& g,
                  at::Tensor& columns) {
-  const c10::cuda::CUDAGuard guard(input_nhwc.device());
+  const c10::cuda::CUDAGuard guard(input.device());
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input_nhwc.scalar_type(), "deform_conv_im2col_cuda", [&] {
-    C10_CUDA_CHECK(launch_im2col(cuda_ptr<scalar_t>(input_nhwc), cuda_ptr<scalar_t>(offset), cuda_ptr<scalar_t>(mask),
-                                 g, cuda_mut_ptr<scalar_t>(columns), stream));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "deform_conv_im2col_cuda", [&] {
+    C10_CUDA_CHECK(launch_im2col(cuda_ptr<scalar_t>(input), cuda_ptr<scalar_t>(offset), cuda_ptr<scalar_t>(mask), g,
+                                 cuda_mut_ptr<scalar_t>(columns), stream));
   });
 }
 

@@ -31,14 +31,10 @@ struct cuda_acc<__nv_bfloat16> {
 int64_t channel_chunks(const Geometry& g);
 
 template <typename T>
-cudaError_t launch_im2col(const T* input_nhwc, const T* offset, const T* mask, const Geometry& g, T* columns,
+cudaError_t launch_im2col(const T* input, const T* offset, const T* mask, const Geometry& g, T* columns,
                           cudaStream_t stream);
 
 // Accumulates into grad_input (accumulation type), which the caller zeroes.
-template <typename T>
-cudaError_t launch_nchw_to_nhwc(const T* input, int64_t batch, int64_t channels, int64_t pixels, T* output,
-                                cudaStream_t stream);
-
 template <typename T>
 cudaError_t launch_col2im(const T* grad_columns, const T* offset, const T* mask, const Geometry& g,
                           typename cuda_acc<T>::type* grad_input, cudaStream_t stream);
