@@ -1,11 +1,13 @@
 """Deformable convolution: detectron2 vs torchvision.ops.deform_conv2d (and a plain-PyTorch
 reference at small sizes), forward and forward+backward, with and without the mask.
 
-    python benchmarks/bench_deform_conv.py [--device cuda] [--quick] [--tf32]
+    python benchmarks/bench_deform_conv.py [--device cuda] [--quick] [--tf32] [--channels-last]
 
 --tf32 sets torch.backends.cuda.matmul.allow_tf32 for every implementation: the GEMM that
 dominates the forward then runs on tensor cores (the user's opt-in; off by default in
 PyTorch, and off in the default run here, so outputs stay exact float32 GEMMs).
+--channels-last gives every implementation NHWC-strided inputs, as a channels-last network
+does (ours then also returns a channels-last output, as torch's convolutions do).
 
 Ratios are ours / peer: below 1.0 means detectron2 is faster.
 """
@@ -94,9 +96,12 @@ def main() -> None:
     if tf32:
         sys.argv.remove("--tf32")
         torch.backends.cuda.matmul.allow_tf32 = True
+    channels_last = "--channels-last" in sys.argv
+    if channels_last:
+        sys.argv.remove("--channels-last")
     args = parse_args(__doc__.splitlines()[0])
     print(f"# deformable convolution 3x3 on {describe_device(args.device)}"
-          f"{', TF32 GEMMs allowed' if tf32 else ''}\n")
+          f"{', TF32 GEMMs allowed' if tf32 else ''}{', channels-last inputs' if channels_last else ''}\n")
     if args.quick:
         sizes = [(1, 16, 16, 16)]
         ref_max = 16 * 16 * 16
@@ -112,6 +117,8 @@ def main() -> None:
     rows = []
     for (n, c, h, w), with_mask, backward in itertools.product(sizes, (False, True), (False, True)):
         tensors = make_case(n, c, h, w, args.device)
+        if channels_last:
+            tensors = (tensors[0].contiguous(memory_format=torch.channels_last),) + tensors[1:]
         fns = runners(*tensors, with_mask)
         ms = {"detectron2": timed(fns["detectron2"], tensors, backward, args.device, args.iters),
               "torchvision": timed(fns["torchvision"], tensors, backward, args.device, args.iters)}

@@ -149,7 +149,7 @@ def test_many_channels_and_taps_match_reference(device, c, groups, dg, k):
     """Past the small cases: many channels (the CUDA im2col gives a thread up to 16 of them),
     deformable groups that split them unevenly, weight groups, and kernels of up to 25
     taps. Forward and all gradients against the plain-PyTorch reference, from NCHW and
-    from NHWC (channels-last) inputs."""
+    from NHWC (channels-last) inputs; the GEMM writes a channels-last output in place."""
     pad = max(k) // 2
     x, offset, mask, weight, bias = make_inputs(device, torch.float64, n=3, c=c, cout=4, h=6, w=7, k=k,
                                                 padding=pad, groups=groups, dg=dg)
@@ -163,11 +163,16 @@ def test_many_channels_and_taps_match_reference(device, c, groups, dg, k):
 
     ref = run(lambda x, o, m, w, b: reference_deform_conv(x, o, w, b, 1, pad, 1, groups, dg, mask=m), x)
     ours = lambda x, o, m, w, b: modulated_deform_conv(x, o, m, w, b, 1, pad, 1, groups, dg)  # noqa: E731
-    for inp in (x, x.contiguous(memory_format=torch.channels_last)):
-        for a, b in zip(run(ours, inp), ref):
+    nhwc = x.contiguous(memory_format=torch.channels_last)
+    for inp in (x, nhwc):
+        results = run(ours, inp)
+        # The output keeps the input's memory format, as torch's convolutions do.
+        assert results[0].is_contiguous(memory_format=torch.channels_last if inp is nhwc else torch.contiguous_format)
+        for a, b in zip(results, ref):
             torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
-    v1 = deform_conv(x, offset, weight, 1, pad, 1, groups, dg)
-    torch.testing.assert_close(v1, reference_deform_conv(x, offset, weight, None, 1, pad, 1, groups, dg))
+    v1_ref = reference_deform_conv(x, offset, weight, None, 1, pad, 1, groups, dg)
+    for inp in (x, nhwc):
+        torch.testing.assert_close(deform_conv(inp, offset, weight, 1, pad, 1, groups, dg), v1_ref)
 
 
 def test_non_contiguous_inputs(device):

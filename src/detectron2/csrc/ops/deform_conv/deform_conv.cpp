@@ -9,6 +9,7 @@
 #include <ATen/ops/add.h>
 #include <ATen/ops/bmm.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/addmm.h>
 #include <ATen/ops/mm.h>
 #include <ATen/ops/zeros.h>
 
@@ -224,28 +225,46 @@ at::Tensor new_columns(const Problem& p, const at::Tensor& input, int64_t step) 
                    input.options());
 }
 
-// output = deformable convolution (+ bias when defined).
+// The output keeps a channels-last input's memory format, as PyTorch's convolutions do
+// (a channels-last network stays channels-last through its deformable layers).
+at::MemoryFormat output_format(const at::Tensor& input) {
+  return input.suggest_memory_format() == at::MemoryFormat::ChannelsLast ? at::MemoryFormat::ChannelsLast
+                                                                          : at::MemoryFormat::Contiguous;
+}
+
+// output = deformable convolution (+ bias when defined), in `format`; `input` contiguous.
 void forward_impl(const Problem& p, const at::Tensor& input, const at::Tensor& weight, const at::Tensor& offset,
-                  const at::Tensor& mask, const at::Tensor& bias, at::Tensor& output, int64_t step) {
-  output.resize_({p.batch, p.out_channels, p.out_h, p.out_w});
+                  const at::Tensor& mask, const at::Tensor& bias, at::Tensor& output, int64_t step,
+                  at::MemoryFormat format) {
+  output.resize_({p.batch, p.out_channels, p.out_h, p.out_w}, format);
   if (p.batch == 0) return;
   const at::Tensor w = weight_matrix(p, weight);
   at::Tensor columns = new_columns(p, input, step);
-  const int64_t P = p.out_h * p.out_w;
+  const int64_t P = p.out_h * p.out_w, M = p.out_channels;
   for (int64_t start = 0; start < p.batch; start += step) {
     const int64_t n = std::min(step, p.batch - start);
     at::Tensor cols = n == step ? columns : columns.narrow(2, 0, n * P).contiguous();
     im2col(input.narrow(0, start, n), offset.narrow(0, start, n), slice(mask, start, n), p.step(n), cols);
-    // [n, C_out, P] views of the GEMM result. One group: out^T = columns^T x W^T, the form
-    // cuBLAS runs 4-9% faster than W x columns at issue 13's sizes on an H200
-    // (benchmarks/bench_deform_gemm.py). One GEMM per image straight into the output was
-    // tried too: cuBLAS then picked a 1.25x slower kernel at 8x512x25x34.
-    const at::Tensor by_image =
-        p.groups == 1 ? at::mm(cols[0].t(), w[0].t()).view({n, P, p.out_channels}).transpose(1, 2)
-                      : at::bmm(w, cols).view({p.out_channels, n, P}).transpose(0, 1);
-    at::Tensor out = output.narrow(0, start, n).view({n, p.out_channels, P});
+    // One group: out^T = columns^T x W^T, the form cuBLAS runs 4-9% faster than W x
+    // columns at issue 13's sizes on an H200 (benchmarks/bench_deform_gemm.py). Its rows
+    // are the NHWC output: a channels-last output takes it in place, an NCHW output is a
+    // reorder copy away. (One GEMM per image straight into an NCHW output was tried:
+    // cuBLAS then picked a 1.25x slower kernel at 8x512x25x34.)
+    at::Tensor out_chunk = output.narrow(0, start, n);
+    if (format == at::MemoryFormat::ChannelsLast && p.groups == 1) {
+      at::Tensor rows = out_chunk.permute({0, 2, 3, 1}).view({n * P, M});
+      if (bias.defined()) {
+        at::addmm_out(rows, bias, cols[0].t(), w[0].t());
+      } else {
+        at::mm_out(rows, cols[0].t(), w[0].t());
+      }
+      continue;
+    }
+    const at::Tensor by_image = p.groups == 1 ? at::mm(cols[0].t(), w[0].t()).view({n, P, M}).transpose(1, 2)
+                                              : at::bmm(w, cols).view({M, n, P}).transpose(0, 1);
+    at::Tensor out = out_chunk.view({n, M, P});  // a view in either format
     if (bias.defined()) {
-      at::add_out(out, by_image, bias.view({1, p.out_channels, 1}));  // reorder and bias in one pass
+      at::add_out(out, by_image, bias.view({1, M, 1}));  // reorder and bias in one pass
     } else {
       out.copy_(by_image);
     }
@@ -307,7 +326,7 @@ int deform_conv_forward(at::Tensor input, at::Tensor weight, at::Tensor offset, 
   check_output(p, "output", output, input);
   const int64_t step = checked_step(p, im2col_step);
   forward_impl(p, input.contiguous(), weight.contiguous(), offset.contiguous(), at::Tensor(), at::Tensor(), output,
-               step);
+               step, output_format(input));
   return 1;
 }
 
@@ -366,7 +385,7 @@ void modulated_deform_conv_forward(at::Tensor input, at::Tensor weight, at::Tens
   }
   check_output(p, "output", output, input);
   forward_impl(p, input.contiguous(), weight.contiguous(), offset.contiguous(), mask.contiguous(),
-               with_bias ? bias : at::Tensor(), output, auto_step(p));
+               with_bias ? bias : at::Tensor(), output, auto_step(p), output_format(input));
 }
 
 void modulated_deform_conv_backward(at::Tensor input, at::Tensor weight, at::Tensor bias, at::Tensor ones,
