@@ -15,20 +15,17 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import describe_device, parse_args, print_table  # noqa: E402
+from common import describe_device, parse_args, print_table, time_fn, warm_up_gpu  # noqa: E402
 
 
 def kernel_ms(fn, device: str, calls: int = 30) -> float:
-    """Mean time of one call with the device queue kept full (no per-call host latency)."""
+    """Mean time of one call with the device queue kept full (no per-call host latency);
+    on the CPU, time_fn's median."""
+    if device != "cuda":
+        return time_fn(fn, device)
+    warm_up_gpu()
     for _ in range(3):
         fn()
-    if device != "cuda":
-        import time
-
-        t0 = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        return (time.perf_counter() - t0) * 1e3 / calls
     torch.cuda.synchronize()
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     start.record()

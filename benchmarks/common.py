@@ -17,8 +17,11 @@ _gpu_warm = False
 
 def warm_up_gpu(seconds: float = 1.0) -> None:
     """Keep the GPU busy for a moment so that its clocks are up before the first timed
-    case: otherwise whichever implementation is timed first runs on a cold GPU."""
+    case: otherwise whichever implementation is timed first runs on a cold GPU. Once per
+    process."""
     global _gpu_warm
+    if _gpu_warm:
+        return
     a = torch.randn(4096, 4096, device="cuda")
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < seconds:
@@ -30,7 +33,7 @@ def warm_up_gpu(seconds: float = 1.0) -> None:
 
 def time_fn(fn: Callable[[], object], device: str = "cpu", warmup: int = 3, iters: int = 10) -> float:
     """Median wall time of ``fn()`` in milliseconds (CUDA events on a GPU)."""
-    if torch.device(device).type == "cuda" and not _gpu_warm:
+    if torch.device(device).type == "cuda":
         warm_up_gpu()
     for _ in range(warmup):
         fn()
