@@ -264,6 +264,45 @@ def test_modulated_without_bias(device):
     assert torch.autograd.gradcheck(fn, inputs, fast_mode=True, nondet_tol=NONDET_TOL)
 
 
+@pytest.mark.parametrize("modulated", [False, True])
+def test_calls_without_gradients_skip_autograd_and_agree(device, modulated):
+    # Without gradients to record the functions call the kernels directly; with them they go
+    # through the autograd Function. Both must give the same output, and only the second a graph.
+    x, offset, mask, weight, bias = make_inputs(device, torch.float32, n=3, c=6, h=9, w=7, cout=6, groups=2, dg=3)
+    if modulated:
+        run = lambda a, o, wt: modulated_deform_conv(  # noqa: E731
+            a, o, mask, wt, bias, stride=1, padding=1, dilation=1, groups=2, deformable_groups=3
+        )
+    else:
+        run = lambda a, o, wt: deform_conv(  # noqa: E731
+            a, o, wt, stride=1, padding=1, dilation=1, groups=2, deformable_groups=3, im2col_step=3
+        )
+    direct = run(x, offset, weight)
+    assert direct.grad_fn is None and not direct.requires_grad
+    leaves = [t.clone().requires_grad_() for t in (x, offset, weight)]
+    recorded = run(*leaves)
+    assert recorded.grad_fn is not None
+    torch.testing.assert_close(recorded.detach(), direct, rtol=0, atol=0)
+    with torch.no_grad():
+        untracked = run(*leaves)
+    assert untracked.grad_fn is None
+    torch.testing.assert_close(untracked, direct, rtol=0, atol=0)
+    expected = reference_deform_conv(x.double(), offset.double(), weight.double(), bias.double() if modulated else None,
+                                     1, 1, 1, 2, 3, mask=mask.double() if modulated else None)
+    torch.testing.assert_close(direct.double(), expected, rtol=1e-4, atol=1e-4)
+    for bad_weight in (weight[0], weight.flatten(1)):
+        with pytest.raises(ValueError, match="'weight'"):
+            run(x, offset, bad_weight)
+    with pytest.raises(ValueError, match="'input'"):
+        run(x[0], offset, weight)
+    # Only a parameter (the bias) asking for its gradient is enough to record the graph.
+    if modulated:
+        bias_leaf = bias.clone().requires_grad_()
+        out = modulated_deform_conv(x, offset, mask, weight, bias_leaf, 1, 1, 1, 2, 3)
+        out.sum().backward()
+        torch.testing.assert_close(bias_leaf.grad, torch.full_like(bias, out.shape[0] * out.shape[2] * out.shape[3]))
+
+
 # ---------------------------------------------------------------------------------------
 # The _C module functions (upstream's calling convention)
 # ---------------------------------------------------------------------------------------
@@ -486,6 +525,28 @@ def test_cuda_large_batch_uses_chunked_kernels():
         modulated_deform_conv(*leaves, 1, 1, 1, 1, 2).square().sum().backward()
     for a, b in zip(leaves_cpu, leaves_gpu):
         torch.testing.assert_close(a.grad, b.grad.cpu(), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16])
+def test_cuda_nchw_output_tiles_cover_every_image_and_edge(dtype):
+    # The GEMM's pixel-major rows reach the NCHW output through a tiled transpose: sizes that
+    # are not multiples of its 32x32 tile, and more images than its grid's z dimension
+    # (65535) holds in one pass (the whole batch is one im2col step here).
+    cases = [dict(n=70001, c=2, cout=3, h=2, w=3, k=(1, 1), padding=0), dict(n=3, c=5, cout=37, h=11, w=6)]
+    for case in cases:
+        pad = case.pop("padding", 1)
+        x, offset, mask, weight, bias = make_inputs("cpu", torch.float64, padding=pad, **case)
+        expected = modulated_deform_conv(x, offset, mask, weight, bias, 1, pad, 1, 1, 1)
+        step = case["n"]  # v1 in one im2col step as well
+        expected_v1 = deform_conv(x, offset, weight, 1, pad, 1, 1, 1, step)
+        on_gpu = [t.to("cuda", dtype) for t in (x, offset, mask, weight, bias)]
+        got = modulated_deform_conv(*on_gpu, 1, pad, 1, 1, 1)
+        got_v1 = deform_conv(on_gpu[0], on_gpu[1], on_gpu[3], 1, pad, 1, 1, 1, step)
+        assert got.is_contiguous() and got.dtype == dtype
+        tol = {torch.float64: 1e-9, torch.float32: 1e-4, torch.float16: 5e-2}[dtype]
+        torch.testing.assert_close(got.double().cpu(), expected, rtol=tol, atol=tol)
+        torch.testing.assert_close(got_v1.double().cpu(), expected_v1, rtol=tol, atol=tol)
 
 
 @pytest.mark.cuda

@@ -27,17 +27,24 @@ _COLUMN_BUDGET = 1 << 27
 def _output_size(
     input: torch.Tensor, weight: torch.Tensor, stride, padding, dilation
 ) -> Tuple[int, int, int, int]:
-    sizes = [input.size(0), weight.size(0)]
-    for d in range(2):
-        extent = dilation[d] * (weight.size(d + 2) - 1) + 1
-        sizes.append((input.size(d + 2) + 2 * padding[d] - extent) // stride[d] + 1)
-    return tuple(sizes)  # type: ignore[return-value]
+    height, width = input.shape[2:4]
+    kernel_h, kernel_w = weight.shape[2:4]
+    out_h = (height + 2 * padding[0] - (dilation[0] * (kernel_h - 1) + 1)) // stride[0] + 1
+    out_w = (width + 2 * padding[1] - (dilation[1] * (kernel_w - 1) + 1)) // stride[1] + 1
+    return (input.size(0), weight.size(0), out_h, out_w)
 
 
-def _check_input(input: torch.Tensor) -> None:
-    if not isinstance(input, torch.Tensor) or input.dim() != 4:
-        shape = tuple(input.shape) if isinstance(input, torch.Tensor) else type(input).__name__
-        raise ValueError(f"deformable convolution expects a 4-D input (N, C, H, W), got {shape}")
+def _as_pair(value: _IntOrPair) -> Tuple[int, int]:
+    # torch's _pair, with the common int case first (it is on every call's host path).
+    return (value, value) if isinstance(value, int) else _pair(value)
+
+
+def _check_operands(input: torch.Tensor, weight: torch.Tensor) -> None:
+    # Checked here, before the output size is computed from them; _C checks the rest.
+    for name, tensor, layout in (("input", input, "(N, C, H, W)"), ("weight", weight, "(C_out, C_in/groups, kH, kW)")):
+        if not isinstance(tensor, torch.Tensor) or tensor.dim() != 4:
+            shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+            raise ValueError(f"deformable convolution expects a 4-D '{name}' {layout}, got {shape}")
 
 
 def _im2col_step(input: torch.Tensor, weight: torch.Tensor, out_pixels: int, limit: int) -> int:
@@ -45,7 +52,9 @@ def _im2col_step(input: torch.Tensor, weight: torch.Tensor, out_pixels: int, lim
     batch = input.size(0)
     per_image = max(1, input.size(1) * weight.size(2) * weight.size(3) * out_pixels)
     limit = max(1, min(limit, batch, _COLUMN_BUDGET // per_image))
-    for step in range(limit, 0, -1):
+    if batch % limit == 0:
+        return limit
+    for step in range(limit - 1, 0, -1):
         if batch % step == 0:
             return step
     return 1
@@ -55,6 +64,32 @@ def _new_buffer(like: torch.Tensor, zero: bool = False) -> torch.Tensor:
     """A contiguous output buffer for the _C functions (they write in place)."""
     make = torch.zeros if zero else torch.empty
     return make(like.shape, dtype=like.dtype, device=like.device)
+
+
+# What the _C functions get for their `columns` and `ones` arguments, which they accept for
+# upstream's signatures and ignore: one shared tensor instead of two allocations a call.
+_UNUSED = torch.empty(0)
+
+
+def _needs_grad(*tensors: Optional[torch.Tensor]) -> bool:
+    return torch.is_grad_enabled() and any(getattr(t, "requires_grad", False) for t in tensors)
+
+
+def _deform_conv_forward(
+    input: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor, stride: _IntOrPair, padding: _IntOrPair,
+    dilation: _IntOrPair, groups: int, deformable_groups: int, im2col_step: int,
+) -> Tuple[torch.Tensor, Tuple[int, ...], int]:
+    """The output, the _C functions' geometry arguments and the im2col step used."""
+    _check_operands(input, weight)
+    stride, padding, dilation = _as_pair(stride), _as_pair(padding), _as_pair(dilation)
+    kh, kw = weight.shape[2:4]
+    # Upstream's order: kW, kH, dW, dH, padW, padH, dilationW, dilationH, group, deformable_group.
+    args = (kw, kh, stride[1], stride[0], padding[1], padding[0], dilation[1], dilation[0], groups, deformable_groups)
+    out_size = _output_size(input, weight, stride, padding, dilation)
+    step = _im2col_step(input, weight, max(0, out_size[2] * out_size[3]), im2col_step)
+    output = input.new_empty(0)
+    load_C().deform_conv_forward(input, weight, offset, output, _UNUSED, _UNUSED, *args, step)
+    return output, args, step
 
 
 class _DeformConv(Function):
@@ -71,49 +106,51 @@ class _DeformConv(Function):
         deformable_groups: int = 1,
         im2col_step: int = 64,
     ) -> torch.Tensor:
-        _check_input(input)
-        ctx.stride, ctx.padding, ctx.dilation = _pair(stride), _pair(padding), _pair(dilation)
-        ctx.groups, ctx.deformable_groups = groups, deformable_groups
-        ctx.kernel_size = (weight.size(2), weight.size(3)) if weight.dim() == 4 else (0, 0)
-        out_size = _output_size(input, weight, ctx.stride, ctx.padding, ctx.dilation)
-        ctx.im2col_step = _im2col_step(input, weight, max(0, out_size[2] * out_size[3]), im2col_step)
+        output, ctx.args, ctx.im2col_step = _deform_conv_forward(
+            input, offset, weight, stride, padding, dilation, groups, deformable_groups, im2col_step
+        )
         ctx.save_for_backward(input, offset, weight)
-        output = input.new_empty(0)
-        load_C().deform_conv_forward(
-            input, weight, offset, output, input.new_empty(0), input.new_empty(0), *_DeformConv._args(ctx),
-            ctx.im2col_step,
-        )
         return output
-
-    @staticmethod
-    def _args(ctx) -> Tuple[int, ...]:
-        # Upstream's order: kW, kH, dW, dH, padW, padH, dilationW, dilationH, group, deformable_group.
-        kh, kw = ctx.kernel_size
-        return (
-            kw, kh, ctx.stride[1], ctx.stride[0], ctx.padding[1], ctx.padding[0],
-            ctx.dilation[1], ctx.dilation[0], ctx.groups, ctx.deformable_groups,
-        )
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output: torch.Tensor):
         input, offset, weight = ctx.saved_tensors
         C = load_C()
-        args = _DeformConv._args(ctx)
         grad_input = grad_offset = grad_weight = None
         if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
             grad_input, grad_offset = _new_buffer(input), _new_buffer(offset)
             C.deform_conv_backward_input(
-                input, offset, grad_output, grad_input, grad_offset, weight, input.new_empty(0), *args,
-                ctx.im2col_step,
+                input, offset, grad_output, grad_input, grad_offset, weight, _UNUSED, *ctx.args, ctx.im2col_step
             )
         if ctx.needs_input_grad[2]:
             grad_weight = _new_buffer(weight, zero=True)
             C.deform_conv_backward_filter(
-                input, offset, grad_output, grad_weight, input.new_empty(0), input.new_empty(0), *args, 1.0,
-                ctx.im2col_step,
+                input, offset, grad_output, grad_weight, _UNUSED, _UNUSED, *ctx.args, 1.0, ctx.im2col_step
             )
         return grad_input, grad_offset, grad_weight, None, None, None, None, None, None
+
+
+def _modulated_deform_conv_forward(
+    input: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor,
+    bias: Optional[torch.Tensor], stride: _IntOrPair, padding: _IntOrPair, dilation: _IntOrPair, groups: int,
+    deformable_groups: int,
+) -> Tuple[torch.Tensor, Tuple]:
+    """The output and the _C functions' geometry arguments."""
+    _check_operands(input, weight)
+    stride, padding, dilation = _as_pair(stride), _as_pair(padding), _as_pair(dilation)
+    kh, kw = weight.shape[2:4]
+    # Upstream's order: kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
+    # dilation_h, dilation_w, group, deformable_group, with_bias.
+    args = (
+        kh, kw, stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1], groups, deformable_groups,
+        bias is not None,
+    )
+    output = input.new_empty(0)
+    load_C().modulated_deform_conv_forward(
+        input, weight, _UNUSED if bias is None else bias, _UNUSED, offset, mask, output, _UNUSED, *args
+    )
+    return output, args
 
 
 class _ModulatedDeformConv(Function):
@@ -131,47 +168,69 @@ class _ModulatedDeformConv(Function):
         groups: int = 1,
         deformable_groups: int = 1,
     ) -> torch.Tensor:
-        _check_input(input)
-        ctx.stride, ctx.padding, ctx.dilation = _pair(stride), _pair(padding), _pair(dilation)
-        ctx.groups, ctx.deformable_groups = groups, deformable_groups
-        ctx.with_bias = bias is not None
-        if bias is None:
-            bias = input.new_empty(0)  # upstream passes an unused tensor when there is no bias
+        output, ctx.args = _modulated_deform_conv_forward(
+            input, offset, mask, weight, bias, stride, padding, dilation, groups, deformable_groups
+        )
         ctx.save_for_backward(input, offset, mask, weight, bias)
-        output = input.new_empty(0)
-        load_C().modulated_deform_conv_forward(
-            input, weight, bias, input.new_empty(0), offset, mask, output, input.new_empty(0),
-            *_ModulatedDeformConv._args(ctx, weight),
-        )
         return output
-
-    @staticmethod
-    def _args(ctx, weight: torch.Tensor) -> Tuple:
-        # Upstream's order: kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
-        # dilation_h, dilation_w, group, deformable_group, with_bias.
-        kh, kw = (weight.size(2), weight.size(3)) if weight.dim() == 4 else (0, 0)
-        return (
-            kh, kw, ctx.stride[0], ctx.stride[1], ctx.padding[0], ctx.padding[1],
-            ctx.dilation[0], ctx.dilation[1], ctx.groups, ctx.deformable_groups, ctx.with_bias,
-        )
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output: torch.Tensor):
         input, offset, mask, weight, bias = ctx.saved_tensors
         grad_input, grad_offset, grad_mask = (_new_buffer(t) for t in (input, offset, mask))
-        grad_weight, grad_bias = _new_buffer(weight, zero=True), _new_buffer(bias, zero=True)
+        grad_weight = _new_buffer(weight, zero=True)
+        grad_bias = _UNUSED if bias is None else _new_buffer(bias, zero=True)
         load_C().modulated_deform_conv_backward(
-            input, weight, bias, input.new_empty(0), offset, mask, input.new_empty(0), grad_input, grad_weight,
-            grad_bias, grad_offset, grad_mask, grad_output, *_ModulatedDeformConv._args(ctx, weight),
+            input, weight, _UNUSED if bias is None else bias, _UNUSED, offset, mask, _UNUSED, grad_input,
+            grad_weight, grad_bias, grad_offset, grad_mask, grad_output, *ctx.args,
         )
-        if not ctx.with_bias:
-            grad_bias = None
-        return grad_input, grad_offset, grad_mask, grad_weight, grad_bias, None, None, None, None, None
+        return grad_input, grad_offset, grad_mask, grad_weight, None if bias is None else grad_bias, None, None, \
+            None, None, None
 
 
-deform_conv = _DeformConv.apply
-modulated_deform_conv = _ModulatedDeformConv.apply
+def deform_conv(
+    input: torch.Tensor,
+    offset: torch.Tensor,
+    weight: torch.Tensor,
+    stride: _IntOrPair = 1,
+    padding: _IntOrPair = 0,
+    dilation: _IntOrPair = 1,
+    groups: int = 1,
+    deformable_groups: int = 1,
+    im2col_step: int = 64,
+) -> torch.Tensor:
+    """Deformable convolution (v1). Without gradients to record it calls the kernels
+    directly: an autograd Function costs tens of microseconds of host time per call."""
+    if _needs_grad(input, offset, weight):
+        return _DeformConv.apply(
+            input, offset, weight, stride, padding, dilation, groups, deformable_groups, im2col_step
+        )
+    return _deform_conv_forward(
+        input, offset, weight, stride, padding, dilation, groups, deformable_groups, im2col_step
+    )[0]
+
+
+def modulated_deform_conv(
+    input: torch.Tensor,
+    offset: torch.Tensor,
+    mask: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor] = None,
+    stride: _IntOrPair = 1,
+    padding: _IntOrPair = 0,
+    dilation: _IntOrPair = 1,
+    groups: int = 1,
+    deformable_groups: int = 1,
+) -> torch.Tensor:
+    """Modulated deformable convolution (v2); like :func:`deform_conv` without gradients to record."""
+    if _needs_grad(input, offset, mask, weight, bias):
+        return _ModulatedDeformConv.apply(
+            input, offset, mask, weight, bias, stride, padding, dilation, groups, deformable_groups
+        )
+    return _modulated_deform_conv_forward(
+        input, offset, mask, weight, bias, stride, padding, dilation, groups, deformable_groups
+    )[0]
 
 
 class _DeformConvBase(nn.Module):

@@ -180,8 +180,11 @@ int64_t auto_step(const Problem& p) {
   return best;
 }
 
-at::Tensor slice(const at::Tensor& t, int64_t start, int64_t n) {
-  return t.defined() ? t.narrow(0, start, n) : t;
+// Images [start, start + n) of a batch-major tensor (undefined stays undefined). The whole
+// batch is the tensor itself: a view costs host time the GPU may be waiting on.
+at::Tensor images(const at::Tensor& t, int64_t start, int64_t n) {
+  if (!t.defined() || (start == 0 && n == t.size(0))) return t;
+  return t.narrow(0, start, n);
 }
 
 void im2col(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask, const Geometry& g,
@@ -232,42 +235,65 @@ at::MemoryFormat output_format(const at::Tensor& input) {
                                                                           : at::MemoryFormat::Contiguous;
 }
 
+// out (an NCHW view [n, M, P]) = by_image (+ bias): the reorder and the bias in one pass.
+void write_output(at::Tensor out, const at::Tensor& by_image, const at::Tensor& bias) {
+  if (bias.defined()) {
+    at::add_out(out, by_image, bias.view({1, -1, 1}));
+  } else {
+    out.copy_(by_image);
+  }
+}
+
 // output = deformable convolution (+ bias when defined), in `format`; `input` contiguous.
 void forward_impl(const Problem& p, const at::Tensor& input, const at::Tensor& weight, const at::Tensor& offset,
                   const at::Tensor& mask, const at::Tensor& bias, at::Tensor& output, int64_t step,
                   at::MemoryFormat format) {
-  output.resize_({p.batch, p.out_channels, p.out_h, p.out_w}, format);
-  if (p.batch == 0) return;
-  const at::Tensor w = weight_matrix(p, weight);
+  if (p.batch == 0) {
+    output.resize_({p.batch, p.out_channels, p.out_h, p.out_w}, format);
+    return;
+  }
   at::Tensor columns = new_columns(p, input, step);
-  const int64_t P = p.out_h * p.out_w, M = p.out_channels;
+  const int64_t P = p.out_h * p.out_w, M = p.out_channels, rows_per_group = (p.channels / p.groups) * p.kernel_size();
+  // Host work before the first kernel launch is GPU idle time, and so is host work between
+  // the launches beyond the im2col's run time: the output and the weight views are made
+  // after the first launch, and every view is one op.
+  at::Tensor w, w_t;
   for (int64_t start = 0; start < p.batch; start += step) {
     const int64_t n = std::min(step, p.batch - start);
     at::Tensor cols = n == step ? columns : columns.narrow(2, 0, n * P).contiguous();
-    im2col(input.narrow(0, start, n), offset.narrow(0, start, n), slice(mask, start, n), p.step(n), cols);
+    im2col(images(input, start, n), images(offset, start, n), images(mask, start, n), p.step(n), cols);
+    if (start == 0) output.resize_({p.batch, p.out_channels, p.out_h, p.out_w}, format);
+    at::Tensor out_chunk = images(output, start, n);
+    if (p.groups > 1) {
+      if (!w.defined()) w = weight_matrix(p, weight);
+      write_output(out_chunk.view({n, M, P}), at::bmm(w, cols).view({M, n, P}).transpose(0, 1), bias);
+      continue;
+    }
     // One group: out^T = columns^T x W^T, the form cuBLAS runs 4-9% faster than W x
     // columns at issue 13's sizes on an H200 (benchmarks/bench_deform_gemm.py). Its rows
-    // are the NHWC output: a channels-last output takes it in place, an NCHW output is a
-    // reorder copy away. (One GEMM per image straight into an NCHW output was tried:
-    // cuBLAS then picked a 1.25x slower kernel at 8x512x25x34.)
-    at::Tensor out_chunk = output.narrow(0, start, n);
-    if (format == at::MemoryFormat::ChannelsLast && p.groups == 1) {
-      at::Tensor rows = out_chunk.permute({0, 2, 3, 1}).view({n * P, M});
+    // are the NHWC output: a channels-last output takes them in place (the bias as the
+    // GEMM's epilogue), an NCHW output a per-image transpose away (a tiled kernel on CUDA).
+    // (One GEMM per image straight into an NCHW output was tried, as separate GEMMs and as
+    // one batched GEMM: cuBLAS then picks a 1.25x slower kernel at 8x512x25x34.)
+    if (!w_t.defined()) w_t = weight.as_strided({rows_per_group, M}, {1, rows_per_group});
+    const at::Tensor cols_t = cols.as_strided({n * P, rows_per_group}, {1, n * P});
+    if (format == at::MemoryFormat::ChannelsLast) {
+      at::Tensor rows = out_chunk.as_strided({n * P, M}, {M, 1});
       if (bias.defined()) {
-        at::addmm_out(rows, bias, cols[0].t(), w[0].t());
+        at::addmm_out(rows, bias, cols_t, w_t);
       } else {
-        at::mm_out(rows, cols[0].t(), w[0].t());
+        at::mm_out(rows, cols_t, w_t);
       }
       continue;
     }
-    const at::Tensor by_image = p.groups == 1 ? at::mm(cols[0].t(), w[0].t()).view({n, P, M}).transpose(1, 2)
-                                              : at::bmm(w, cols).view({M, n, P}).transpose(0, 1);
-    at::Tensor out = out_chunk.view({n, M, P});  // a view in either format
-    if (bias.defined()) {
-      at::add_out(out, by_image, bias.view({1, M, 1}));  // reorder and bias in one pass
-    } else {
-      out.copy_(by_image);
+    const at::Tensor rows = at::mm(cols_t, w_t);
+#if defined(WITH_CUDA)
+    if (rows.is_cuda()) {
+      deform_conv::rows_to_nchw_cuda(rows, bias, out_chunk);
+      continue;
     }
+#endif
+    write_output(out_chunk.view({n, M, P}), rows.view({n, P, M}).transpose(1, 2), bias);
   }
 }
 
@@ -288,10 +314,10 @@ void backward_data_impl(const Problem& p, const at::Tensor& input, const at::Ten
     const at::Tensor grad_cols = at::bmm(wt, grad_output_matrix(p, grad_output, start, n));  // [G, Cg*K, n*P]
     const Geometry g = p.step(n);
     const at::Tensor in_s = input.narrow(0, start, n), off_s = offset.narrow(0, start, n);
-    const at::Tensor mask_s = slice(mask, start, n);
+    const at::Tensor mask_s = images(mask, start, n);
     at::Tensor gin_s = grad_in_acc.narrow(0, start, n);
     at::Tensor goff_s = grad_offset.narrow(0, start, n);
-    at::Tensor gmask_s = slice(mask.defined() ? grad_mask : at::Tensor(), start, n);
+    at::Tensor gmask_s = images(mask.defined() ? grad_mask : at::Tensor(), start, n);
     col2im(grad_cols, off_s, mask_s, g, gin_s);
     coord_grad(grad_cols, in_s, off_s, mask_s, g, goff_s, gmask_s);
   }
@@ -308,7 +334,7 @@ void backward_weight_impl(const Problem& p, const at::Tensor& input, const at::T
   for (int64_t start = 0; start < p.batch; start += step) {
     const int64_t n = std::min(step, p.batch - start);
     at::Tensor cols = n == step ? columns : columns.narrow(2, 0, n * P).contiguous();
-    im2col(input.narrow(0, start, n), offset.narrow(0, start, n), slice(mask, start, n), p.step(n), cols);
+    im2col(input.narrow(0, start, n), offset.narrow(0, start, n), images(mask, start, n), p.step(n), cols);
     gw.baddbmm_(grad_output_matrix(p, grad_output, start, n), cols.transpose(1, 2), 1.0, scale);
   }
 }

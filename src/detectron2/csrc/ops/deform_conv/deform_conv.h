@@ -49,6 +49,9 @@ void coord_grad_cpu(const at::Tensor& grad_columns, const at::Tensor& input, con
 #if defined(WITH_CUDA)
 void im2col_cuda(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask, const Geometry& g,
                  at::Tensor& columns);
+// out (contiguous NCHW [n, M, Ho, Wo]) = rows ([n*Ho*Wo, M], contiguous) transposed per image,
+// + bias (when defined).
+void rows_to_nchw_cuda(const at::Tensor& rows, const at::Tensor& bias, at::Tensor& out);
 void col2im_cuda(const at::Tensor& grad_columns, const at::Tensor& offset, const at::Tensor& mask,
                  const Geometry& g, at::Tensor& grad_input);
 void coord_grad_cuda(const at::Tensor& grad_columns, const at::Tensor& input, const at::Tensor& offset,

@@ -41,6 +41,17 @@ void im2col_cuda(const at::Tensor& input, const at::Tensor& offset, const at::Te
   });
 }
 
+void rows_to_nchw_cuda(const at::Tensor& rows, const at::Tensor& bias, at::Tensor& out) {
+  const c10::cuda::CUDAGuard guard(rows.device());
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const int64_t batch = out.size(0), channels = out.size(1), pixels = out.size(2) * out.size(3);
+  const at::Tensor bias_c = bias.defined() ? bias.contiguous() : bias;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, rows.scalar_type(), "deform_conv_rows_to_nchw_cuda", [&] {
+    C10_CUDA_CHECK(launch_rows_to_nchw(cuda_ptr<scalar_t>(rows), cuda_ptr<scalar_t>(bias_c), batch, pixels, channels,
+                                       cuda_mut_ptr<scalar_t>(out), stream));
+  });
+}
+
 void col2im_cuda(const at::Tensor& grad_columns, const at::Tensor& offset, const at::Tensor& mask,
                  const Geometry& g, at::Tensor& grad_input) {
   const c10::cuda::CUDAGuard guard(grad_columns.device());

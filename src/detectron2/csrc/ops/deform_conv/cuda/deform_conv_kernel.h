@@ -50,5 +50,11 @@ cudaError_t launch_coord_grad_accumulate(const T* grad_columns, const T* input, 
                                          const Geometry& g, int64_t chunks, typename cuda_acc<T>::type* grad_offset,
                                          typename cuda_acc<T>::type* grad_mask, cudaStream_t stream);
 
+// out[b][m][p] = rows[b][p][m] (+ bias[m] when bias is not null): the forward GEMM's
+// pixel-major rows to the NCHW output.
+template <typename T>
+cudaError_t launch_rows_to_nchw(const T* rows, const T* bias, int64_t batch, int64_t pixels, int64_t channels, T* out,
+                                cudaStream_t stream);
+
 }  // namespace deform_conv
 }  // namespace detectron2
