@@ -76,8 +76,8 @@ def _needs_grad(*tensors: Optional[torch.Tensor]) -> bool:
 
 
 def _deform_conv_forward(
-    input: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor, stride: _IntOrPair, padding: _IntOrPair,
-    dilation: _IntOrPair, groups: int, deformable_groups: int, im2col_step: int,
+    input: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor, stride: _IntOrPair = 1, padding: _IntOrPair = 0,
+    dilation: _IntOrPair = 1, groups: int = 1, deformable_groups: int = 1, im2col_step: int = 64,
 ) -> Tuple[torch.Tensor, Tuple[int, ...], int]:
     """The output, the _C functions' geometry arguments and the im2col step used."""
     _check_operands(input, weight)
@@ -93,22 +93,11 @@ def _deform_conv_forward(
 
 
 class _DeformConv(Function):
+    # forward(input, offset, weight, stride, padding, dilation, groups, deformable_groups,
+    # im2col_step): the arguments of deform_conv, which gives their defaults.
     @staticmethod
-    def forward(
-        ctx,
-        input: torch.Tensor,
-        offset: torch.Tensor,
-        weight: torch.Tensor,
-        stride: _IntOrPair = 1,
-        padding: _IntOrPair = 0,
-        dilation: _IntOrPair = 1,
-        groups: int = 1,
-        deformable_groups: int = 1,
-        im2col_step: int = 64,
-    ) -> torch.Tensor:
-        output, ctx.args, ctx.im2col_step = _deform_conv_forward(
-            input, offset, weight, stride, padding, dilation, groups, deformable_groups, im2col_step
-        )
+    def forward(ctx, input: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor, *geometry) -> torch.Tensor:
+        output, ctx.args, ctx.im2col_step = _deform_conv_forward(input, offset, weight, *geometry)
         ctx.save_for_backward(input, offset, weight)
         return output
 
@@ -133,8 +122,8 @@ class _DeformConv(Function):
 
 def _modulated_deform_conv_forward(
     input: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor,
-    bias: Optional[torch.Tensor], stride: _IntOrPair, padding: _IntOrPair, dilation: _IntOrPair, groups: int,
-    deformable_groups: int,
+    bias: Optional[torch.Tensor] = None, stride: _IntOrPair = 1, padding: _IntOrPair = 0, dilation: _IntOrPair = 1,
+    groups: int = 1, deformable_groups: int = 1,
 ) -> Tuple[torch.Tensor, Tuple]:
     """The output and the _C functions' geometry arguments."""
     _check_operands(input, weight)
@@ -154,23 +143,14 @@ def _modulated_deform_conv_forward(
 
 
 class _ModulatedDeformConv(Function):
+    # forward(input, offset, mask, weight, bias, stride, padding, dilation, groups,
+    # deformable_groups): the arguments of modulated_deform_conv, which gives their defaults.
     @staticmethod
     def forward(
-        ctx,
-        input: torch.Tensor,
-        offset: torch.Tensor,
-        mask: torch.Tensor,
-        weight: torch.Tensor,
-        bias: Optional[torch.Tensor] = None,
-        stride: _IntOrPair = 1,
-        padding: _IntOrPair = 0,
-        dilation: _IntOrPair = 1,
-        groups: int = 1,
-        deformable_groups: int = 1,
+        ctx, input: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor,
+        bias: Optional[torch.Tensor], *geometry,
     ) -> torch.Tensor:
-        output, ctx.args = _modulated_deform_conv_forward(
-            input, offset, mask, weight, bias, stride, padding, dilation, groups, deformable_groups
-        )
+        output, ctx.args = _modulated_deform_conv_forward(input, offset, mask, weight, bias, *geometry)
         ctx.save_for_backward(input, offset, mask, weight, bias)
         return output
 
