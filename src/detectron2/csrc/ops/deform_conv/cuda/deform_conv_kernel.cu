@@ -245,8 +245,9 @@ template <typename T>
 cudaError_t launch_rows_to_nchw(const T* rows, const T* bias, int64_t batch, int64_t pixels, int64_t channels, T* out,
                                 cudaStream_t stream) {
   if (batch == 0 || pixels == 0 || channels == 0) return cudaSuccess;
-  const dim3 grid(static_cast<unsigned>((pixels + kTile - 1) / kTile), static_cast<unsigned>((channels + kTile - 1) / kTile),
-                  static_cast<unsigned>(std::min<int64_t>(batch, 65535)));
+  const dim3 grid(static_cast<unsigned>((pixels + kTile - 1) / kTile),
+                  static_cast<unsigned>((channels + kTile - 1) / kTile),
+                  static_cast<unsigned>(std::min<int64_t>(batch, 65535)));  // more images: the kernel loops
   rows_to_nchw_kernel<T><<<grid, dim3(kTile, kTileRows), 0, stream>>>(rows, bias, batch, pixels, channels, out);
   return cudaGetLastError();
 }
@@ -260,7 +261,7 @@ cudaError_t launch_rows_to_nchw(const T* rows, const T* bias, int64_t batch, int
                                             cudaStream_t);                                                         \
   template cudaError_t launch_coord_grad_accumulate<T>(const T*, const T*, const T*, const T*, const Geometry&,    \
                                                        int64_t, cuda_acc<T>::type*, cuda_acc<T>::type*,            \
-                                                       cudaStream_t);                              \
+                                                       cudaStream_t);                                              \
   template cudaError_t launch_rows_to_nchw<T>(const T*, const T*, int64_t, int64_t, int64_t, T*, cudaStream_t);
 
 D2_INSTANTIATE_DEFORM_CONV(float)
