@@ -52,9 +52,7 @@ def _im2col_step(input: torch.Tensor, weight: torch.Tensor, out_pixels: int, lim
     batch = input.size(0)
     per_image = max(1, input.size(1) * weight.size(2) * weight.size(3) * out_pixels)
     limit = max(1, min(limit, batch, _COLUMN_BUDGET // per_image))
-    if batch % limit == 0:
-        return limit
-    for step in range(limit - 1, 0, -1):
+    for step in range(limit, 0, -1):
         if batch % step == 0:
             return step
     return 1
@@ -160,13 +158,16 @@ class _ModulatedDeformConv(Function):
         input, offset, mask, weight, bias = ctx.saved_tensors
         grad_input, grad_offset, grad_mask = (_new_buffer(t) for t in (input, offset, mask))
         grad_weight = _new_buffer(weight, zero=True)
-        grad_bias = _UNUSED if bias is None else _new_buffer(bias, zero=True)
+        if bias is None:
+            bias = grad_bias = _UNUSED  # _C ignores both without a bias
+        else:
+            grad_bias = _new_buffer(bias, zero=True)
         load_C().modulated_deform_conv_backward(
-            input, weight, _UNUSED if bias is None else bias, _UNUSED, offset, mask, _UNUSED, grad_input,
-            grad_weight, grad_bias, grad_offset, grad_mask, grad_output, *ctx.args,
+            input, weight, bias, _UNUSED, offset, mask, _UNUSED, grad_input, grad_weight, grad_bias, grad_offset,
+            grad_mask, grad_output, *ctx.args,
         )
-        return grad_input, grad_offset, grad_mask, grad_weight, None if bias is None else grad_bias, None, None, \
-            None, None, None
+        grad_bias = grad_bias if ctx.needs_input_grad[4] else None
+        return grad_input, grad_offset, grad_mask, grad_weight, grad_bias, None, None, None, None, None
 
 
 def deform_conv(
