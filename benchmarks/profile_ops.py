@@ -129,15 +129,12 @@ def main() -> None:
     shapes = [(2, 64, 16, 16)] if args.quick else [(2, 256, 64, 64), (8, 512, 25, 34)]
     for n, c, h, w in shapes:
         x, offset, _, weight, _ = make_case(n, c, h, w, args.device)
-        out, unused = x.new_empty(0), x.new_empty(0)
         report(
             f"deform_conv forward {n}x{c}x{h}x{w}, 3x3, {c} out",
             {
                 "detectron2": lambda: deform_conv(x, offset, weight, 1, 1, 1, 1, 1),
                 # The C++ entry point alone: what the Python wrapper adds to a call.
-                "detectron2 _C only": lambda: load_C().deform_conv_forward(
-                    x, weight, offset, out, unused, unused, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 64
-                ),
+                "detectron2 _C only": lambda: load_C().deform_conv_layer(x, offset, weight, 1, 1, 1, 1, 1, 1, 1, 1, 64),
                 "torchvision": lambda: torchvision.ops.deform_conv2d(x, offset, weight, padding=(1, 1)),
             },
             args.iters,

@@ -596,3 +596,57 @@ def test_modules_under_autocast_run_in_the_weights_dtype(device, modulated):
     expected = layer(*(t.float() for t in operands))
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, expected)
+
+
+@pytest.mark.parametrize("batch, limit, channels, expected", [
+    (6, 64, 4, 6),  # the whole batch fits in one step
+    (6, 4, 4, 3),  # the largest divisor of the batch not above the limit
+    (7, 4, 4, 1),  # a prime batch above the limit: one image a step
+    (4, 64, 4096, 2),  # 2 images of 4096 channels x 9 taps x 1600 pixels fit the 2**27 budget, 4 do not
+])
+def test_layer_functions_pick_the_im2col_step(batch, limit, channels, expected):
+    x = torch.zeros(batch, channels, 40, 40)
+    offset = torch.zeros(batch, 18, 40, 40)
+    weight = torch.zeros(1, channels, 3, 3)
+    out, step = load_C().deform_conv_layer(x, offset, weight, 1, 1, 1, 1, 1, 1, 1, 1, limit)
+    assert step == expected and out.shape == (batch, 1, 40, 40)
+    with pytest.raises(ValueError, match="'im2col_step'"):
+        load_C().deform_conv_layer(x, offset, weight, 1, 1, 1, 1, 1, 1, 1, 1, 0)
+
+
+def test_layer_functions_check_their_arguments():
+    x, offset, mask, weight, bias = make_inputs("cpu", torch.float32)
+    C = load_C()
+    with pytest.raises(ValueError, match="'offset' must have shape"):
+        C.deform_conv_layer(x, offset[:, :4], weight, 1, 1, 1, 1, 1, 1, 1, 1, 64)
+    with pytest.raises(ValueError, match="'mask' must be a 4-D"):
+        C.modulated_deform_conv_layer(x, offset, mask[0], weight, bias, 1, 1, 1, 1, 1, 1, 1, 1)
+    with pytest.raises(ValueError, match="'bias'"):
+        C.modulated_deform_conv_layer(x, offset, mask, weight, bias[:2], 1, 1, 1, 1, 1, 1, 1, 1)
+    with pytest.raises(TypeError, match="'offset' must have the same dtype"):
+        C.deform_conv_layer(x, offset.double(), weight, 1, 1, 1, 1, 1, 1, 1, 1, 64)
+    with pytest.raises(TypeError):
+        C.deform_conv_layer(None, offset, weight, 1, 1, 1, 1, 1, 1, 1, 1, 64)
+    # No bias and a None bias are the same call.
+    torch.testing.assert_close(C.modulated_deform_conv_layer(x, offset, mask, weight, None, 1, 1, 1, 1, 1, 1, 1, 1),
+                               modulated_deform_conv(x, offset, mask, weight, None, 1, 1, 1, 1, 1), rtol=0, atol=0)
+
+
+@pytest.mark.cuda
+def test_cuda_im2col_with_64bit_indices_matches_channel_halves():
+    # One image whose column matrix has more than 2**31 elements: im2col indexes in int64
+    # there (int32 below). Convolution is linear in the input channels, so the sum of the
+    # two channel halves, each computed with 32-bit indices, is an independent reference.
+    if torch.cuda.get_device_properties(0).total_memory < 40 * 2**30:
+        pytest.skip("needs a GPU with 40 GiB (a 8.6 GB column matrix)")
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    c, size = 512, 683  # columns: 512 * 9 * 683 * 683 = 2,149,559,808 elements
+    x = torch.randn(1, c, size, size, device="cuda", generator=gen)
+    offset = torch.randn(1, 18, size, size, device="cuda", generator=gen) * 2
+    weight = torch.randn(4, c, 3, 3, device="cuda", generator=gen) * 0.02
+    assert c * 9 * size * size > 2**31
+    full = deform_conv(x, offset, weight, 1, 1, 1, 1, 1)
+    half = c // 2
+    parts = [deform_conv(x[:, s:s + half].contiguous(), offset, weight[:, s:s + half].contiguous(), 1, 1, 1, 1, 1)
+             for s in (0, half)]
+    torch.testing.assert_close(full, parts[0] + parts[1], rtol=1e-4, atol=1e-4)

@@ -29,6 +29,17 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "ModulatedDeformConv forward (writes `output`)");
   m.def("modulated_deform_conv_backward", &modulated_deform_conv_backward,
         "ModulatedDeformConv backward (writes grad_input/grad_offset/grad_mask, accumulates grad_weight/grad_bias)");
+  // The forwards of the Python layers (output allocated in C++, one call from Python).
+  m.def("deform_conv_layer", &deform_conv_layer, pybind11::arg("input"), pybind11::arg("offset"),
+        pybind11::arg("weight"), pybind11::arg("stride_h"), pybind11::arg("stride_w"), pybind11::arg("pad_h"),
+        pybind11::arg("pad_w"), pybind11::arg("dilation_h"), pybind11::arg("dilation_w"), pybind11::arg("groups"),
+        pybind11::arg("deformable_groups"), pybind11::arg("im2col_step"),
+        "DeformConv forward: (output, the im2col step used)");
+  m.def("modulated_deform_conv_layer", &modulated_deform_conv_layer, pybind11::arg("input"), pybind11::arg("offset"),
+        pybind11::arg("mask"), pybind11::arg("weight"), pybind11::arg("bias"), pybind11::arg("stride_h"),
+        pybind11::arg("stride_w"), pybind11::arg("pad_h"), pybind11::arg("pad_w"), pybind11::arg("dilation_h"),
+        pybind11::arg("dilation_w"), pybind11::arg("groups"), pybind11::arg("deformable_groups"),
+        "ModulatedDeformConv forward (bias may be None)");
   // --- COCO evaluation core (cocoeval) ---
   {
     namespace coco = COCOeval;

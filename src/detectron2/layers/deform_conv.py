@@ -20,9 +20,6 @@ __all__ = ["deform_conv", "modulated_deform_conv", "DeformConv", "ModulatedDefor
 
 _IntOrPair = Union[int, Tuple[int, int]]
 
-# Largest column buffer (in elements) one im2col step of DeformConv may use.
-_COLUMN_BUDGET = 1 << 27
-
 
 def _output_size(
     input: torch.Tensor, weight: torch.Tensor, stride, padding, dilation
@@ -39,23 +36,17 @@ def _as_pair(value: _IntOrPair) -> Tuple[int, int]:
     return (value, value) if isinstance(value, int) else _pair(value)
 
 
-def _check_operands(input: torch.Tensor, weight: torch.Tensor) -> None:
-    # Checked here, before the output size is computed from them; _C checks the rest.
-    for name, tensor, layout in (("input", input, "(N, C, H, W)"), ("weight", weight, "(C_out, C_in/groups, kH, kW)")):
-        if not isinstance(tensor, torch.Tensor) or tensor.dim() != 4:
-            shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
-            raise ValueError(f"deformable convolution expects a 4-D '{name}' {layout}, got {shape}")
+def _geometry(stride: _IntOrPair, padding: _IntOrPair, dilation: _IntOrPair) -> Tuple[int, ...]:
+    """(stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w) for _C.deform_conv_layer."""
+    return _as_pair(stride) + _as_pair(padding) + _as_pair(dilation)
 
 
-def _im2col_step(input: torch.Tensor, weight: torch.Tensor, out_pixels: int, limit: int) -> int:
-    """The largest divisor of the batch not above `limit` whose columns fit the budget."""
-    batch = input.size(0)
-    per_image = max(1, input.size(1) * weight.size(2) * weight.size(3) * out_pixels)
-    limit = max(1, min(limit, batch, _COLUMN_BUDGET // per_image))
-    for step in range(limit, 0, -1):
-        if batch % step == 0:
-            return step
-    return 1
+def _upstream_args(weight: torch.Tensor, geometry: Tuple[int, ...], groups: int, deformable_groups: int):
+    """The geometry in the order of upstream's _C backward functions: kW, kH, dW, dH, padW,
+    padH, dilationW, dilationH, group, deformable_group."""
+    stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w = geometry
+    kh, kw = weight.shape[2:4]
+    return (kw, kh, stride_w, stride_h, pad_w, pad_h, dilation_w, dilation_h, groups, deformable_groups)
 
 
 def _new_buffer(like: torch.Tensor, zero: bool = False) -> torch.Tensor:
@@ -73,29 +64,19 @@ def _needs_grad(*tensors: Optional[torch.Tensor]) -> bool:
     return torch.is_grad_enabled() and any(getattr(t, "requires_grad", False) for t in tensors)
 
 
-def _deform_conv_forward(
-    input: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor, stride: _IntOrPair = 1, padding: _IntOrPair = 0,
-    dilation: _IntOrPair = 1, groups: int = 1, deformable_groups: int = 1, im2col_step: int = 64,
-) -> Tuple[torch.Tensor, Tuple[int, ...], int]:
-    """The output, the _C functions' geometry arguments and the im2col step used."""
-    _check_operands(input, weight)
-    stride, padding, dilation = _as_pair(stride), _as_pair(padding), _as_pair(dilation)
-    kh, kw = weight.shape[2:4]
-    # Upstream's order: kW, kH, dW, dH, padW, padH, dilationW, dilationH, group, deformable_group.
-    args = (kw, kh, stride[1], stride[0], padding[1], padding[0], dilation[1], dilation[0], groups, deformable_groups)
-    out_size = _output_size(input, weight, stride, padding, dilation)
-    step = _im2col_step(input, weight, max(0, out_size[2] * out_size[3]), im2col_step)
-    output = input.new_empty(0)
-    load_C().deform_conv_forward(input, weight, offset, output, _UNUSED, _UNUSED, *args, step)
-    return output, args, step
-
-
 class _DeformConv(Function):
     # forward(input, offset, weight, stride, padding, dilation, groups, deformable_groups,
     # im2col_step): the arguments of deform_conv, which gives their defaults.
     @staticmethod
-    def forward(ctx, input: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor, *geometry) -> torch.Tensor:
-        output, ctx.args, ctx.im2col_step = _deform_conv_forward(input, offset, weight, *geometry)
+    def forward(
+        ctx, input: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor, stride: _IntOrPair,
+        padding: _IntOrPair, dilation: _IntOrPair, groups: int, deformable_groups: int, im2col_step: int,
+    ) -> torch.Tensor:
+        geometry = _geometry(stride, padding, dilation)
+        output, ctx.im2col_step = load_C().deform_conv_layer(
+            input, offset, weight, *geometry, groups, deformable_groups, im2col_step
+        )
+        ctx.args = _upstream_args(weight, geometry, groups, deformable_groups)
         ctx.save_for_backward(input, offset, weight)
         return output
 
@@ -118,37 +99,21 @@ class _DeformConv(Function):
         return grad_input, grad_offset, grad_weight, None, None, None, None, None, None
 
 
-def _modulated_deform_conv_forward(
-    input: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor,
-    bias: Optional[torch.Tensor] = None, stride: _IntOrPair = 1, padding: _IntOrPair = 0, dilation: _IntOrPair = 1,
-    groups: int = 1, deformable_groups: int = 1,
-) -> Tuple[torch.Tensor, Tuple]:
-    """The output and the _C functions' geometry arguments."""
-    _check_operands(input, weight)
-    stride, padding, dilation = _as_pair(stride), _as_pair(padding), _as_pair(dilation)
-    kh, kw = weight.shape[2:4]
-    # Upstream's order: kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
-    # dilation_h, dilation_w, group, deformable_group, with_bias.
-    args = (
-        kh, kw, stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1], groups, deformable_groups,
-        bias is not None,
-    )
-    output = input.new_empty(0)
-    load_C().modulated_deform_conv_forward(
-        input, weight, _UNUSED if bias is None else bias, _UNUSED, offset, mask, output, _UNUSED, *args
-    )
-    return output, args
-
-
 class _ModulatedDeformConv(Function):
-    # forward(input, offset, mask, weight, bias, stride, padding, dilation, groups,
-    # deformable_groups): the arguments of modulated_deform_conv, which gives their defaults.
+    # forward's arguments are modulated_deform_conv's, which gives their defaults.
     @staticmethod
     def forward(
         ctx, input: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor,
-        bias: Optional[torch.Tensor], *geometry,
+        bias: Optional[torch.Tensor], stride: _IntOrPair, padding: _IntOrPair, dilation: _IntOrPair, groups: int,
+        deformable_groups: int,
     ) -> torch.Tensor:
-        output, ctx.args = _modulated_deform_conv_forward(input, offset, mask, weight, bias, *geometry)
+        geometry = _geometry(stride, padding, dilation)
+        output = load_C().modulated_deform_conv_layer(
+            input, offset, mask, weight, bias, *geometry, groups, deformable_groups
+        )
+        # Upstream's order for the backward: kernel_h, kernel_w, stride_h, stride_w, pad_h,
+        # pad_w, dilation_h, dilation_w, group, deformable_group, with_bias.
+        ctx.args = (*weight.shape[2:4], *geometry, groups, deformable_groups, bias is not None)
         ctx.save_for_backward(input, offset, mask, weight, bias)
         return output
 
@@ -187,9 +152,8 @@ def deform_conv(
         return _DeformConv.apply(
             input, offset, weight, stride, padding, dilation, groups, deformable_groups, im2col_step
         )
-    return _deform_conv_forward(
-        input, offset, weight, stride, padding, dilation, groups, deformable_groups, im2col_step
-    )[0]
+    geometry = _geometry(stride, padding, dilation)
+    return load_C().deform_conv_layer(input, offset, weight, *geometry, groups, deformable_groups, im2col_step)[0]
 
 
 def modulated_deform_conv(
@@ -209,9 +173,8 @@ def modulated_deform_conv(
         return _ModulatedDeformConv.apply(
             input, offset, mask, weight, bias, stride, padding, dilation, groups, deformable_groups
         )
-    return _modulated_deform_conv_forward(
-        input, offset, mask, weight, bias, stride, padding, dilation, groups, deformable_groups
-    )[0]
+    geometry = _geometry(stride, padding, dilation)
+    return load_C().modulated_deform_conv_layer(input, offset, mask, weight, bias, *geometry, groups, deformable_groups)
 
 
 class _DeformConvBase(nn.Module):

@@ -14,7 +14,9 @@
 #include <ATen/ops/zeros.h>
 
 #include <algorithm>
+#include <array>
 #include <string>
+#include <tuple>
 
 #include "common/checks.h"
 #include "ops/deform_conv/deform_conv.h"
@@ -48,6 +50,26 @@ void check_device_support(const char* op, const at::Tensor& input) {
 #endif
   TORCH_CHECK_VALUE(input.is_cuda() || input.is_cpu(), op, ": argument 'input' must be a CPU or CUDA tensor, got ",
                     input.device());
+}
+
+// `t` must be a 4-D tensor of shape `sizes` (named `names` in messages) on the input's
+// device, in its dtype. The message text is only built when a check fails: on a GPU
+// the host time of a call before its first kernel launch is time the GPU waits.
+void check_layout(const Problem& p, const char* arg, const at::Tensor& t, const at::Tensor& input, const char* names,
+                  const std::array<int64_t, 4>& sizes) {
+  bool shape_ok = t.defined() && t.dim() == 4;
+  for (int64_t d = 0; shape_ok && d < 4; ++d) shape_ok = t.size(d) == sizes[d];
+  if (!shape_ok) {
+    std::string layout = std::string(names) + " = (";
+    for (int64_t d = 0; d < 4; ++d) layout += (d > 0 ? ", " : "") + std::to_string(sizes[d]);
+    layout += ")";
+    checks::dim(p.op, arg, t, 4, layout.c_str());
+    checks::same_device(p.op, arg, t, "input", input);
+    checks::same_dtype(p.op, arg, t, "input", input);
+    for (int64_t d = 0; d < 4; ++d) checks::size(p.op, arg, t, d, sizes[d], layout.c_str());
+  }
+  checks::same_device(p.op, arg, t, "input", input);
+  checks::same_dtype(p.op, arg, t, "input", input);
 }
 
 // The checks every entry point shares: the input, the geometry and the offset.
@@ -101,55 +123,23 @@ Problem make_problem(const char* op, const at::Tensor& input, const at::Tensor& 
   p.out_h = span_h / stride_h + 1;
   p.out_w = span_w / stride_w + 1;
 
-  const std::string offset_layout = "(N, 2*deformable_group*kH*kW, Ho, Wo) = (" + std::to_string(p.batch) + ", " +
-                                    std::to_string(2 * deformable_groups * p.kernel_size()) + ", " +
-                                    std::to_string(p.out_h) + ", " + std::to_string(p.out_w) + ")";
-  checks::dim(op, "offset", offset, 4, offset_layout.c_str());
-  checks::same_device(op, "offset", offset, "input", input);
-  checks::same_dtype(op, "offset", offset, "input", input);
-  checks::size(op, "offset", offset, 0, p.batch, offset_layout.c_str());
-  checks::size(op, "offset", offset, 1, 2 * deformable_groups * p.kernel_size(), offset_layout.c_str());
-  checks::size(op, "offset", offset, 2, p.out_h, offset_layout.c_str());
-  checks::size(op, "offset", offset, 3, p.out_w, offset_layout.c_str());
+  check_layout(p, "offset", offset, input, "(N, 2*deformable_group*kH*kW, Ho, Wo)",
+               {p.batch, 2 * deformable_groups * p.kernel_size(), p.out_h, p.out_w});
   return p;
 }
 
 void check_weight(const Problem& p, const char* arg, const at::Tensor& weight, const at::Tensor& input) {
-  const std::string layout = "(C_out, C_in/group, kH, kW) = (" + std::to_string(p.out_channels) + ", " +
-                             std::to_string(p.channels / p.groups) + ", " + std::to_string(p.kernel_h) + ", " +
-                             std::to_string(p.kernel_w) + ")";
-  checks::dim(p.op, arg, weight, 4, layout.c_str());
-  checks::same_device(p.op, arg, weight, "input", input);
-  checks::same_dtype(p.op, arg, weight, "input", input);
-  checks::size(p.op, arg, weight, 1, p.channels / p.groups, layout.c_str());
-  checks::size(p.op, arg, weight, 2, p.kernel_h, layout.c_str());
-  checks::size(p.op, arg, weight, 3, p.kernel_w, layout.c_str());
+  check_layout(p, arg, weight, input, "(C_out, C_in/group, kH, kW)",
+               {p.out_channels, p.channels / p.groups, p.kernel_h, p.kernel_w});
 }
 
 void check_mask(const Problem& p, const at::Tensor& mask, const at::Tensor& input) {
-  const std::string layout = "(N, deformable_group*kH*kW, Ho, Wo) = (" + std::to_string(p.batch) + ", " +
-                             std::to_string(p.deformable_groups * p.kernel_size()) + ", " + std::to_string(p.out_h) +
-                             ", " + std::to_string(p.out_w) + ")";
-  checks::dim(p.op, "mask", mask, 4, layout.c_str());
-  checks::same_device(p.op, "mask", mask, "input", input);
-  checks::same_dtype(p.op, "mask", mask, "input", input);
-  checks::size(p.op, "mask", mask, 0, p.batch, layout.c_str());
-  checks::size(p.op, "mask", mask, 1, p.deformable_groups * p.kernel_size(), layout.c_str());
-  checks::size(p.op, "mask", mask, 2, p.out_h, layout.c_str());
-  checks::size(p.op, "mask", mask, 3, p.out_w, layout.c_str());
+  check_layout(p, "mask", mask, input, "(N, deformable_group*kH*kW, Ho, Wo)",
+               {p.batch, p.deformable_groups * p.kernel_size(), p.out_h, p.out_w});
 }
 
 void check_grad_output(const Problem& p, const at::Tensor& grad_output, const char* arg, const at::Tensor& input) {
-  const std::string layout = "(N, C_out, Ho, Wo) = (" + std::to_string(p.batch) + ", " +
-                             std::to_string(p.out_channels) + ", " + std::to_string(p.out_h) + ", " +
-                             std::to_string(p.out_w) + ")";
-  checks::dim(p.op, arg, grad_output, 4, layout.c_str());
-  checks::same_device(p.op, arg, grad_output, "input", input);
-  checks::same_dtype(p.op, arg, grad_output, "input", input);
-  checks::size(p.op, arg, grad_output, 0, p.batch, layout.c_str());
-  checks::size(p.op, arg, grad_output, 1, p.out_channels, layout.c_str());
-  checks::size(p.op, arg, grad_output, 2, p.out_h, layout.c_str());
-  checks::size(p.op, arg, grad_output, 3, p.out_w, layout.c_str());
+  check_layout(p, arg, grad_output, input, "(N, C_out, Ho, Wo)", {p.batch, p.out_channels, p.out_h, p.out_w});
 }
 
 // A tensor the op writes into: same device and dtype as the input, contiguous.
@@ -169,15 +159,14 @@ int64_t checked_step(const Problem& p, int64_t im2col_step) {
   return step;
 }
 
-// The largest divisor of the batch whose column buffer stays within a memory budget.
-int64_t auto_step(const Problem& p) {
+// The largest divisor of the batch not above `limit` whose column buffer stays within a
+// memory budget (one image a step when even one is above it).
+int64_t step_within_budget(const Problem& p, int64_t limit) {
   const int64_t budget = int64_t(1) << 27;  // elements of the column buffer (512 MiB in float32)
-  const int64_t per_image = p.channels * p.kernel_size() * p.out_h * p.out_w;
-  int64_t best = 1;
-  for (int64_t n = 1; n <= p.batch; ++n) {
-    if (p.batch % n == 0 && n * per_image <= budget) best = n;
-  }
-  return best;
+  const int64_t per_image = std::max<int64_t>(1, p.channels * p.kernel_size() * p.out_h * p.out_w);
+  int64_t step = std::max<int64_t>(1, std::min({limit, p.batch, budget / per_image}));
+  while (p.batch % step != 0) --step;
+  return step;
 }
 
 // Images [start, start + n) of a batch-major tensor (undefined stays undefined). The whole
@@ -393,25 +382,38 @@ int deform_conv_backward_filter(at::Tensor input, at::Tensor offset, at::Tensor 
   return 1;
 }
 
-void modulated_deform_conv_forward(at::Tensor input, at::Tensor weight, at::Tensor bias, at::Tensor ones,
-                                   at::Tensor offset, at::Tensor mask, at::Tensor output, at::Tensor columns,
-                                   int kernel_h, int kernel_w, int stride_h, int stride_w, int pad_h, int pad_w,
-                                   int dilation_h, int dilation_w, int group, int deformable_group, bool with_bias) {
-  const char* op = "modulated_deform_conv_forward";
+namespace {
+
+// The modulated forward behind both entry points; `bias` may be undefined.
+void modulated_forward(const char* op, const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
+                       const at::Tensor& offset, const at::Tensor& mask, at::Tensor& output, int64_t kernel_h,
+                       int64_t kernel_w, int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w,
+                       int64_t dilation_h, int64_t dilation_w, int64_t groups, int64_t deformable_groups) {
   checks::dim(op, "weight", weight, 4, "(C_out, C_in/group, kH, kW)");
   const Problem p = make_problem(op, input, offset, weight.size(0), kernel_h, kernel_w, stride_h, stride_w, pad_h,
-                                 pad_w, dilation_h, dilation_w, group, deformable_group);
+                                 pad_w, dilation_h, dilation_w, groups, deformable_groups);
   check_weight(p, "weight", weight, input);
   check_mask(p, mask, input);
-  if (with_bias) {
+  if (bias.defined()) {
     checks::dim(op, "bias", bias, 1, "(C_out,)");
     checks::same_device(op, "bias", bias, "input", input);
     checks::same_dtype(op, "bias", bias, "input", input);
     checks::size(op, "bias", bias, 0, p.out_channels, "(C_out,)");
   }
   check_output(p, "output", output, input);
-  forward_impl(p, input.contiguous(), weight.contiguous(), offset.contiguous(), mask.contiguous(),
-               with_bias ? bias : at::Tensor(), output, auto_step(p), output_format(input));
+  forward_impl(p, input.contiguous(), weight.contiguous(), offset.contiguous(), mask.contiguous(), bias, output,
+               step_within_budget(p, p.batch), output_format(input));
+}
+
+}  // namespace
+
+void modulated_deform_conv_forward(at::Tensor input, at::Tensor weight, at::Tensor bias, at::Tensor ones,
+                                   at::Tensor offset, at::Tensor mask, at::Tensor output, at::Tensor columns,
+                                   int kernel_h, int kernel_w, int stride_h, int stride_w, int pad_h, int pad_w,
+                                   int dilation_h, int dilation_w, int group, int deformable_group, bool with_bias) {
+  modulated_forward("modulated_deform_conv_forward", input, weight, with_bias ? bias : at::Tensor(), offset, mask,
+                    output, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w, group,
+                    deformable_group);
 }
 
 void modulated_deform_conv_backward(at::Tensor input, at::Tensor weight, at::Tensor bias, at::Tensor ones,
@@ -440,10 +442,42 @@ void modulated_deform_conv_backward(at::Tensor input, at::Tensor weight, at::Ten
   }
   const at::Tensor in = input.contiguous(), w = weight.contiguous(), off = offset.contiguous();
   const at::Tensor m = mask.contiguous(), go = grad_output.contiguous();
-  const int64_t step = auto_step(p);
+  const int64_t step = step_within_budget(p, p.batch);
   backward_data_impl(p, in, w, off, m, go, grad_input, grad_offset, grad_mask, step);
   backward_weight_impl(p, in, off, m, go, grad_weight, 1.0, step);
   if (with_bias && p.batch > 0) grad_bias.add_(go.sum({0, 2, 3}));
+}
+
+std::tuple<at::Tensor, int64_t> deform_conv_layer(const at::Tensor& input, const at::Tensor& offset,
+                                            const at::Tensor& weight, int64_t stride_h, int64_t stride_w,
+                                            int64_t pad_h, int64_t pad_w, int64_t dilation_h, int64_t dilation_w,
+                                            int64_t groups, int64_t deformable_groups, int64_t im2col_step) {
+  const char* op = "deform_conv_layer";
+  checks::dim(op, "input", input, 4, "(N, C, H, W)");
+  checks::dim(op, "weight", weight, 4, "(C_out, C_in/group, kH, kW)");
+  const Problem p = make_problem(op, input, offset, weight.size(0), weight.size(2), weight.size(3), stride_h,
+                                 stride_w, pad_h, pad_w, dilation_h, dilation_w, groups, deformable_groups);
+  check_weight(p, "weight", weight, input);
+  checks::positive(op, "im2col_step", im2col_step);
+  const int64_t step = step_within_budget(p, im2col_step);
+  at::Tensor output = at::empty({0}, input.options());
+  forward_impl(p, input.contiguous(), weight.contiguous(), offset.contiguous(), at::Tensor(), at::Tensor(), output,
+               step, output_format(input));
+  return {output, step};
+}
+
+at::Tensor modulated_deform_conv_layer(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask,
+                                 const at::Tensor& weight, const c10::optional<at::Tensor>& bias, int64_t stride_h,
+                                 int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dilation_h,
+                                 int64_t dilation_w, int64_t groups, int64_t deformable_groups) {
+  const char* op = "modulated_deform_conv_layer";
+  checks::dim(op, "input", input, 4, "(N, C, H, W)");
+  checks::dim(op, "weight", weight, 4, "(C_out, C_in/group, kH, kW)");
+  at::Tensor output = at::empty({0}, input.options());
+  modulated_forward(op, input, weight, bias.has_value() ? *bias : at::Tensor(), offset, mask, output, weight.size(2),
+                    weight.size(3), stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w, groups,
+                    deformable_groups);
+  return output;
 }
 
 }  // namespace detectron2

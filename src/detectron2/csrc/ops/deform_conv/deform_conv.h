@@ -6,6 +6,8 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <tuple>
+
 #include "ops/deform_conv/deform_conv_utils.h"
 
 namespace detectron2 {
@@ -35,6 +37,19 @@ void modulated_deform_conv_backward(at::Tensor input, at::Tensor weight, at::Ten
                                     at::Tensor grad_mask, at::Tensor grad_output, int kernel_h, int kernel_w,
                                     int stride_h, int stride_w, int pad_h, int pad_w, int dilation_h, int dilation_w,
                                     int group, int deformable_group, bool with_bias);
+
+// The functions the Python layers call: the output is allocated here, and the geometry
+// comes in the (h, w) order of torch's convolutions. deform_conv_layer also returns the im2col
+// step it used (the largest divisor of the batch not above `im2col_step` whose column
+// buffer fits the memory budget), which its backward needs.
+std::tuple<at::Tensor, int64_t> deform_conv_layer(const at::Tensor& input, const at::Tensor& offset,
+                                            const at::Tensor& weight, int64_t stride_h, int64_t stride_w,
+                                            int64_t pad_h, int64_t pad_w, int64_t dilation_h, int64_t dilation_w,
+                                            int64_t groups, int64_t deformable_groups, int64_t im2col_step);
+at::Tensor modulated_deform_conv_layer(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask,
+                                 const at::Tensor& weight, const c10::optional<at::Tensor>& bias, int64_t stride_h,
+                                 int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dilation_h,
+                                 int64_t dilation_w, int64_t groups, int64_t deformable_groups);
 
 namespace deform_conv {
 // Per-device kernels over one im2col step (tensors contiguous, already validated).

@@ -12,6 +12,10 @@
 //   mask     [B][DG][K][Ho][Wo]      (optional: nullptr means all ones)
 //   columns  [C][K][B][Ho][Wo]       (row c*K+k, column b*Ho*Wo + pixel) -- the GEMM operand
 // with K = kernel_h * kernel_w and k = i * kernel_w + j.
+//
+// Index arithmetic is done in `I`: int64_t by default; the CUDA im2col uses int32_t when
+// every index of the call fits (32-bit division and multiplication cost a fraction of
+// the 64-bit ones, and the index math is a large share of a gather kernel's instructions).
 #pragma once
 
 #include <cstdint>
@@ -46,16 +50,16 @@ struct Scalar {
 
 // Where a sampling point falls: its four neighbours (row-major index into one H x W
 // plane, -1 when outside the image) and the fractional parts.
-template <typename acc_t>
+template <typename acc_t, typename I = int64_t>
 struct Corners {
-  int64_t idx[4];  // (y0,x0), (y0,x1), (y1,x0), (y1,x1)
+  I idx[4];  // (y0,x0), (y0,x1), (y1,x0), (y1,x1)
   acc_t ly, lx;    // y - y0, x - x0
   bool inside;     // false: the sample is zero and has no gradient
 };
 
-template <typename acc_t>
-D2_HOST_DEVICE Corners<acc_t> corners_of(acc_t y, acc_t x, int64_t height, int64_t width) {
-  Corners<acc_t> c;
+template <typename acc_t, typename I = int64_t>
+D2_HOST_DEVICE Corners<acc_t, I> corners_of(acc_t y, acc_t x, I height, I width) {
+  Corners<acc_t, I> c;
   // Written so that NaN positions count as outside.
   c.inside = y > acc_t(-1) && y < acc_t(height) && x > acc_t(-1) && x < acc_t(width);
   if (!c.inside) {
@@ -64,8 +68,8 @@ D2_HOST_DEVICE Corners<acc_t> corners_of(acc_t y, acc_t x, int64_t height, int64
     return c;
   }
   // floor() without <cmath>, valid because y, x > -1 here.
-  int64_t y0 = static_cast<int64_t>(y);
-  int64_t x0 = static_cast<int64_t>(x);
+  I y0 = static_cast<I>(y);
+  I x0 = static_cast<I>(x);
   if (acc_t(y0) > y) --y0;
   if (acc_t(x0) > x) --x0;
   c.ly = y - acc_t(y0);
@@ -80,8 +84,8 @@ D2_HOST_DEVICE Corners<acc_t> corners_of(acc_t y, acc_t x, int64_t height, int64
 }
 
 // Bilinear weights of the four corners.
-template <typename acc_t>
-D2_HOST_DEVICE void corner_weights(const Corners<acc_t>& c, acc_t w[4]) {
+template <typename acc_t, typename I>
+D2_HOST_DEVICE void corner_weights(const Corners<acc_t, I>& c, acc_t w[4]) {
   const acc_t hy = acc_t(1) - c.ly, hx = acc_t(1) - c.lx;
   w[0] = hy * hx;
   w[1] = hy * c.lx;
@@ -97,72 +101,90 @@ D2_HOST_DEVICE void corner_values(const T* plane, const Corners<typename Scalar<
 }
 
 // The sampling position of kernel tap (i, j) for output pixel (h, w), before the offset.
-D2_HOST_DEVICE int64_t base_y(const Geometry& g, int64_t h, int64_t i) {
-  return h * g.stride_h - g.pad_h + i * g.dilation_h;
+template <typename I>
+D2_HOST_DEVICE I base_y(const Geometry& g, I h, I i) {
+  return h * I(g.stride_h) - I(g.pad_h) + i * I(g.dilation_h);
 }
-D2_HOST_DEVICE int64_t base_x(const Geometry& g, int64_t w, int64_t j) {
-  return w * g.stride_w - g.pad_w + j * g.dilation_w;
+template <typename I>
+D2_HOST_DEVICE I base_x(const Geometry& g, I w, I j) {
+  return w * I(g.stride_w) - I(g.pad_w) + j * I(g.dilation_w);
 }
 
 // The per-(b, dg, k, pixel) part shared by all three kernels: sampling corners and mask.
-template <typename T>
+template <typename T, typename I = int64_t>
 struct Tap {
   using acc_t = typename Scalar<T>::acc;
-  Corners<acc_t> corners;
+  Corners<acc_t, I> corners;
   acc_t mask;
-  int64_t offset_index;  // index of the y offset; x is one plane later
-  int64_t mask_index;
+  I offset_index;  // index of the y offset; x is one plane later
+  I mask_index;
 };
 
-template <typename T>
-D2_HOST_DEVICE Tap<T> tap_of(const Geometry& g, const T* offset, const T* mask, int64_t b, int64_t dg,
-                             int64_t k, int64_t pixel) {
+template <typename T, typename I>
+D2_HOST_DEVICE Tap<T, I> tap_of(const Geometry& g, const T* offset, const T* mask, I b, I dg, I k, I pixel) {
   using acc_t = typename Scalar<T>::acc;
-  const int64_t K = g.kernel_size(), P = g.out_pixels();
-  const int64_t h = pixel / g.out_w, w = pixel % g.out_w;
-  const int64_t i = k / g.kernel_w, j = k % g.kernel_w;
-  Tap<T> t;
-  t.offset_index = (((b * g.deformable_groups + dg) * K + k) * 2) * P + pixel;
-  t.mask_index = ((b * g.deformable_groups + dg) * K + k) * P + pixel;
+  const I K = I(g.kernel_size()), P = I(g.out_pixels());
+  const I h = pixel / I(g.out_w), w = pixel - h * I(g.out_w);
+  const I i = k / I(g.kernel_w), j = k - i * I(g.kernel_w);
+  const I tap = (b * I(g.deformable_groups) + dg) * K + k;
+  Tap<T, I> t;
+  t.offset_index = 2 * tap * P + pixel;  // two offset planes (y, x) a tap
+  t.mask_index = tap * P + pixel;
   const acc_t dy = Scalar<T>::load(offset[t.offset_index]);
   const acc_t dx = Scalar<T>::load(offset[t.offset_index + P]);
   t.mask = mask != nullptr ? Scalar<T>::load(mask[t.mask_index]) : acc_t(1);
-  t.corners = corners_of<acc_t>(acc_t(base_y(g, h, i)) + dy, acc_t(base_x(g, w, j)) + dx, g.height, g.width);
+  t.corners = corners_of<acc_t, I>(acc_t(base_y(g, h, i)) + dy, acc_t(base_x(g, w, j)) + dx, I(g.height),
+                                   I(g.width));
   return t;
 }
 
-D2_HOST_DEVICE int64_t column_index(const Geometry& g, int64_t c, int64_t k, int64_t b, int64_t pixel) {
-  return (c * g.kernel_size() + k) * g.column_width() + b * g.out_pixels() + pixel;
+template <typename I>
+D2_HOST_DEVICE I column_index(const Geometry& g, I c, I k, I b, I pixel) {
+  return (c * I(g.kernel_size()) + k) * I(g.column_width()) + b * I(g.out_pixels()) + pixel;
 }
 
 // im2col: columns[c][k][b][pixel] = mask * bilinear(input[b][c], position) for c in [c_begin, c_end).
-// The channel loop walks pointers over non-aliasing buffers and is unrolled on the GPU, so
-// a thread has the gathers of several channels in flight at once.
-template <typename T>
+// The loop advances two row pointers (the corners' top and bottom rows, right corners at +1)
+// by a plane and the output by a column row a channel; a corner outside the image keeps
+// its load skipped, so a row pointer just outside the plane is formed but never read. On
+// the GPU an iteration is then four loads at immediate offsets, four FMAs and a store (the
+// fewest instructions of the forms measured in benchmarks/results/h200-2026-12-03-session8),
+// and the unrolled loop keeps the gathers of several channels in flight.
+template <typename T, typename I>
 D2_HOST_DEVICE void im2col_element(const Geometry& g, const T* D2_RESTRICT input, const T* D2_RESTRICT offset,
-                                   const T* D2_RESTRICT mask, int64_t b, int64_t dg, int64_t k, int64_t pixel,
-                                   int64_t c_begin, int64_t c_end, T* D2_RESTRICT columns) {
+                                   const T* D2_RESTRICT mask, I b, I dg, I k, I pixel, I c_begin, I c_end,
+                                   T* D2_RESTRICT columns) {
   using acc_t = typename Scalar<T>::acc;
-  const Tap<T> t = tap_of(g, offset, mask, b, dg, k, pixel);
-  const int64_t count = c_end - c_begin;
-  const int64_t column_stride = g.kernel_size() * g.column_width();  // one channel further
+  const Tap<T, I> t = tap_of(g, offset, mask, b, dg, k, pixel);
+  const I count = c_end - c_begin;
+  const I column_stride = I(g.kernel_size()) * I(g.column_width());  // one channel further
   T* D2_RESTRICT out = columns + column_index(g, c_begin, k, b, pixel);
   if (!t.corners.inside) {
-    for (int64_t i = 0; i < count; ++i) out[i * column_stride] = Scalar<T>::store(acc_t(0));
+    for (I i = 0; i < count; ++i, out += column_stride) *out = Scalar<T>::store(acc_t(0));
     return;
   }
   acc_t w[4];
   corner_weights(t.corners, w);
   for (int q = 0; q < 4; ++q) w[q] *= t.mask;
-  const int64_t plane_size = g.height * g.width;
-  const T* D2_RESTRICT plane = input + (b * g.channels + c_begin) * plane_size;
+  const I* idx = t.corners.idx;
+  const bool has[4] = {idx[0] >= 0, idx[1] >= 0, idx[2] >= 0, idx[3] >= 0};
+  const I width = I(g.width), plane_size = I(g.height) * width;
+  // (y0, x0) in the plane, from whichever corner is inside (one always is).
+  const I top_left = has[0] ? idx[0] : has[1] ? idx[1] - 1 : has[2] ? idx[2] - width : idx[3] - width - 1;
+  const T* top = input + (b * I(g.channels) + c_begin) * plane_size + top_left;
+  const T* bottom = top + width;
 #if defined(__CUDA_ARCH__)
 #pragma unroll 4
 #endif
-  for (int64_t i = 0; i < count; ++i) {
-    acc_t v[4];
-    corner_values(plane + i * plane_size, t.corners, v);
-    out[i * column_stride] = Scalar<T>::store(w[0] * v[0] + w[1] * v[1] + w[2] * v[2] + w[3] * v[3]);
+  for (I i = 0; i < count; ++i) {
+    const acc_t v0 = has[0] ? Scalar<T>::load(top[0]) : acc_t(0);
+    const acc_t v1 = has[1] ? Scalar<T>::load(top[1]) : acc_t(0);
+    const acc_t v2 = has[2] ? Scalar<T>::load(bottom[0]) : acc_t(0);
+    const acc_t v3 = has[3] ? Scalar<T>::load(bottom[1]) : acc_t(0);
+    *out = Scalar<T>::store(w[0] * v0 + w[1] * v1 + w[2] * v2 + w[3] * v3);
+    top += plane_size;
+    bottom += plane_size;
+    out += column_stride;
   }
 }
 

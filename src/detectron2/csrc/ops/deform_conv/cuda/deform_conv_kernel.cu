@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <limits>
 #include <type_traits>
 
 #include "ops/deform_conv/cuda/deform_conv_kernel.h"
@@ -92,15 +93,25 @@ __device__ __forceinline__ int64_t task_count(const Geometry& g, int64_t chunks)
   return g.deformable_groups * chunks * g.kernel_size() * g.batch * g.out_pixels();
 }
 
-template <typename T>
+// im2col on a 2-D grid: y walks the (deformable group, channel chunk, tap) tasks, x the
+// columns (image, pixel). A task is the same for a whole block, so a thread divides only
+// to locate its column, in 32-bit arithmetic where the call's indices fit (I = int32_t).
+template <typename T, typename I>
 __global__ void im2col_kernel(const T* __restrict__ input, const T* __restrict__ offset, const T* __restrict__ mask,
-                              Geometry g, int64_t chunks, T* __restrict__ columns) {
-  const int64_t total = task_count(g, chunks);
-  for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < total;
-       idx += int64_t(blockDim.x) * gridDim.x) {
-    const TaskIndex t = task_of(g, chunks, idx);
-    if (t.c_begin < t.c_end)
-      im2col_element(g, input, offset, mask, t.b, t.dg, t.k, t.pixel, t.c_begin, t.c_end, columns);
+                              Geometry g, I chunks, T* __restrict__ columns) {
+  const I K = I(g.kernel_size()), P = I(g.out_pixels()), cg = I(g.group_channels());
+  const I per = (cg + chunks - 1) / chunks;
+  const int64_t tasks = g.deformable_groups * int64_t(chunks) * K, width = g.column_width();
+  for (int64_t task = blockIdx.y; task < tasks; task += gridDim.y) {
+    const I k = I(task % K), chunk = I(task / K % chunks), dg = I(task / K / chunks);
+    const I group_end = (dg + 1) * cg;
+    const I c_begin = min(dg * cg + chunk * per, group_end), c_end = min(c_begin + per, group_end);
+    if (c_begin >= c_end) continue;
+    for (int64_t column = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; column < width;
+         column += int64_t(blockDim.x) * gridDim.x) {
+      const I b = I(column) / P, pixel = I(column) - b * P;
+      im2col_element<T, I>(g, input, offset, mask, b, dg, k, pixel, c_begin, c_end, columns);
+    }
   }
 }
 
@@ -198,15 +209,39 @@ int64_t im2col_chunks(const Geometry& g) {
   return std::max<int64_t>(channel_chunks(g), std::min<int64_t>(cg, (cg + kIm2colChannels - 1) / kIm2colChannels));
 }
 
+// Whether every index im2col computes fits in int32_t: the element offsets into the input,
+// offset, mask and column buffers, and the sampling positions before their offsets.
+bool im2col_fits_int32(const Geometry& g) {
+  constexpr int64_t limit = std::numeric_limits<int32_t>::max();
+  const int64_t input = g.batch * g.channels * g.height * g.width;
+  const int64_t offsets = 2 * g.batch * g.deformable_groups * g.kernel_size() * g.out_pixels();
+  const int64_t columns = g.channels * g.kernel_size() * g.column_width();
+  const int64_t reach_h = g.out_h * g.stride_h + g.pad_h + g.kernel_h * g.dilation_h;
+  const int64_t reach_w = g.out_w * g.stride_w + g.pad_w + g.kernel_w * g.dilation_w;
+  return std::max({input, offsets, columns, reach_h, reach_w}) < limit;
+}
+
+template <typename T, typename I>
+void launch_im2col_as(const T* input, const T* offset, const T* mask, const Geometry& g, int64_t chunks,
+                      T* columns, cudaStream_t stream) {
+  const int64_t tasks = g.deformable_groups * chunks * g.kernel_size();
+  const dim3 grid(static_cast<unsigned>(std::min<int64_t>((g.column_width() + kThreads - 1) / kThreads, kMaxBlocks)),
+                  static_cast<unsigned>(std::min<int64_t>(tasks, 65535)));  // more tasks: the kernel loops
+  im2col_kernel<T, I><<<grid, kThreads, 0, stream>>>(input, offset, mask, g, static_cast<I>(chunks), columns);
+}
+
 }  // namespace
 
 template <typename T>
 cudaError_t launch_im2col(const T* input, const T* offset, const T* mask, const Geometry& g, T* columns,
                           cudaStream_t stream) {
   const int64_t chunks = im2col_chunks(g);
-  const int64_t total = g.deformable_groups * chunks * g.kernel_size() * g.batch * g.out_pixels();
-  if (total == 0) return cudaSuccess;
-  im2col_kernel<T><<<blocks_for(total), kThreads, 0, stream>>>(input, offset, mask, g, chunks, columns);
+  if (g.deformable_groups * chunks * g.kernel_size() * g.column_width() == 0) return cudaSuccess;
+  if (im2col_fits_int32(g)) {
+    launch_im2col_as<T, int32_t>(input, offset, mask, g, chunks, columns, stream);
+  } else {
+    launch_im2col_as<T, int64_t>(input, offset, mask, g, chunks, columns, stream);
+  }
   return cudaGetLastError();
 }
 
