@@ -2,7 +2,13 @@
 // standalone program (no torch): the kernel of 2f523d3 ("old": 1-D grid, 64-bit index
 // math) against the 2-D grid with 32-bit index math and three forms of the channel loop.
 // Every variant's columns are compared with the old kernel's. Build and run from the repo
-// root:  nvcc -std=c++17 -O3 -arch=sm_90 -Isrc/detectron2/csrc -o /tmp/v <this file> && /tmp/v
+// root, with the old header extracted first:
+//   mkdir -p /tmp/old && git show 2f523d3:src/detectron2/csrc/ops/deform_conv/deform_conv_utils.h \
+//     | sed 's/#pragma once//' > /tmp/old/old_deform_conv_utils.h
+//   nvcc -std=c++17 -O3 -arch=sm_90 -Isrc/detectron2/csrc -I/tmp/old -o /tmp/v \
+//     benchmarks/results/h200-2026-12-03-session8/experiments/im2col_variants.cu && /tmp/v
+// Form 0 is the tree's own im2col_element: in call 1 (call1_im2col_variants.md) that was
+// the corner-pointer loop; the tree has since taken the row-pointer loop (form 2).
 #include <cuda_runtime.h>
 
 #include <algorithm>

@@ -59,17 +59,19 @@ void check_layout(const Problem& p, const char* arg, const at::Tensor& t, const 
                   const std::array<int64_t, 4>& sizes) {
   bool shape_ok = t.defined() && t.dim() == 4;
   for (int64_t d = 0; shape_ok && d < 4; ++d) shape_ok = t.size(d) == sizes[d];
-  if (!shape_ok) {
-    std::string layout = std::string(names) + " = (";
-    for (int64_t d = 0; d < 4; ++d) layout += (d > 0 ? ", " : "") + std::to_string(sizes[d]);
-    layout += ")";
-    checks::dim(p.op, arg, t, 4, layout.c_str());
+  if (shape_ok) {
     checks::same_device(p.op, arg, t, "input", input);
     checks::same_dtype(p.op, arg, t, "input", input);
-    for (int64_t d = 0; d < 4; ++d) checks::size(p.op, arg, t, d, sizes[d], layout.c_str());
+    return;
   }
+  // Some check fails: all of them in their usual order, the expected sizes in the message.
+  std::string layout = std::string(names) + " = (";
+  for (int64_t d = 0; d < 4; ++d) layout += (d > 0 ? ", " : "") + std::to_string(sizes[d]);
+  layout += ")";
+  checks::dim(p.op, arg, t, 4, layout.c_str());
   checks::same_device(p.op, arg, t, "input", input);
   checks::same_dtype(p.op, arg, t, "input", input);
+  for (int64_t d = 0; d < 4; ++d) checks::size(p.op, arg, t, d, sizes[d], layout.c_str());
 }
 
 // The checks every entry point shares: the input, the geometry and the offset.
@@ -449,9 +451,10 @@ void modulated_deform_conv_backward(at::Tensor input, at::Tensor weight, at::Ten
 }
 
 std::tuple<at::Tensor, int64_t> deform_conv_layer(const at::Tensor& input, const at::Tensor& offset,
-                                            const at::Tensor& weight, int64_t stride_h, int64_t stride_w,
-                                            int64_t pad_h, int64_t pad_w, int64_t dilation_h, int64_t dilation_w,
-                                            int64_t groups, int64_t deformable_groups, int64_t im2col_step) {
+                                                  const at::Tensor& weight, int64_t stride_h, int64_t stride_w,
+                                                  int64_t pad_h, int64_t pad_w, int64_t dilation_h,
+                                                  int64_t dilation_w, int64_t groups, int64_t deformable_groups,
+                                                  int64_t im2col_step) {
   const char* op = "deform_conv_layer";
   checks::dim(op, "input", input, 4, "(N, C, H, W)");
   checks::dim(op, "weight", weight, 4, "(C_out, C_in/group, kH, kW)");
@@ -467,9 +470,10 @@ std::tuple<at::Tensor, int64_t> deform_conv_layer(const at::Tensor& input, const
 }
 
 at::Tensor modulated_deform_conv_layer(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask,
-                                 const at::Tensor& weight, const c10::optional<at::Tensor>& bias, int64_t stride_h,
-                                 int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dilation_h,
-                                 int64_t dilation_w, int64_t groups, int64_t deformable_groups) {
+                                       const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                                       int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w,
+                                       int64_t dilation_h, int64_t dilation_w, int64_t groups,
+                                       int64_t deformable_groups) {
   const char* op = "modulated_deform_conv_layer";
   checks::dim(op, "input", input, 4, "(N, C, H, W)");
   checks::dim(op, "weight", weight, 4, "(C_out, C_in/group, kH, kW)");

@@ -1,7 +1,8 @@
 // Deformable convolution v1 (DeformConv) and v2 (ModulatedDeformConv): the module
-// functions bound in vision.cpp, with upstream's names and argument order. They write
-// into the output tensors they are given (resized as needed); `columns` and `ones` are
-// accepted for signature compatibility and not used (scratch is allocated internally).
+// functions bound in vision.cpp. First upstream's, with its names and argument order:
+// they write into the output tensors they are given (resized as needed); `columns` and
+// `ones` are accepted for signature compatibility and not used (scratch is allocated
+// internally). Then the two forwards the Python layers call, which return the output.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -38,18 +39,21 @@ void modulated_deform_conv_backward(at::Tensor input, at::Tensor weight, at::Ten
                                     int stride_h, int stride_w, int pad_h, int pad_w, int dilation_h, int dilation_w,
                                     int group, int deformable_group, bool with_bias);
 
-// The functions the Python layers call: the output is allocated here, and the geometry
-// comes in the (h, w) order of torch's convolutions. deform_conv_layer also returns the im2col
-// step it used (the largest divisor of the batch not above `im2col_step` whose column
-// buffer fits the memory budget), which its backward needs.
+// The forwards the Python layers call: the output is allocated here (one call from Python,
+// the least host time before the first kernel), and the geometry comes in the (h, w) order
+// of torch's convolutions. deform_conv_layer also returns the im2col step it used (the
+// largest divisor of the batch not above `im2col_step` whose column buffer fits the
+// memory budget), which its backward needs.
 std::tuple<at::Tensor, int64_t> deform_conv_layer(const at::Tensor& input, const at::Tensor& offset,
-                                            const at::Tensor& weight, int64_t stride_h, int64_t stride_w,
-                                            int64_t pad_h, int64_t pad_w, int64_t dilation_h, int64_t dilation_w,
-                                            int64_t groups, int64_t deformable_groups, int64_t im2col_step);
+                                                  const at::Tensor& weight, int64_t stride_h, int64_t stride_w,
+                                                  int64_t pad_h, int64_t pad_w, int64_t dilation_h,
+                                                  int64_t dilation_w, int64_t groups, int64_t deformable_groups,
+                                                  int64_t im2col_step);
 at::Tensor modulated_deform_conv_layer(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask,
-                                 const at::Tensor& weight, const c10::optional<at::Tensor>& bias, int64_t stride_h,
-                                 int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dilation_h,
-                                 int64_t dilation_w, int64_t groups, int64_t deformable_groups);
+                                       const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                                       int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w,
+                                       int64_t dilation_h, int64_t dilation_w, int64_t groups,
+                                       int64_t deformable_groups);
 
 namespace deform_conv {
 // Per-device kernels over one im2col step (tensors contiguous, already validated).
