@@ -17,5 +17,5 @@ for b in deform_conv nms_rotated box_iou_rotated roi_align_rotated; do
 timeout 60 python3 $B/profile_ops.py --device cuda --iters 20 > "$R/profile_ops.md" 2>&1; log "profile rc $?"
 for a in "--train --batch 8" "--train --batch 8 --amp" "--train --batch 16" "--train --batch 16 --amp" "--batch 1" "--batch 1 --amp"; do
   timeout 60 python3 $B/bench_mask_rcnn.py --device cuda --iters 10 $a 2>&1 | grep -v "^|---"; done > "$R/mask_rcnn.md"; log "mask_rcnn"
-timeout $(( $(left) - 10 )) python3 -m pytest -q -rfE -p no:cacheprovider -m cuda tests/layers tests/structures tests/modeling \
+timeout $(( $(left) - 10 )) python3 -m pytest -q -rfE -p no:cacheprovider -m cuda ${PYTEST_DIRS:-tests/layers tests/structures tests/modeling} \
   > "$R/pytest_cuda_core.log" 2>&1; log "pytest core rc $?"; tail -2 "$R/pytest_cuda_core.log" >> "$R/summary.txt"

@@ -216,6 +216,40 @@ int main() {
   std::printf("| GEMM half (n*P = %d) | %.1f |\n", half * P, back_to_back_us([&] { gemm(cols_a, half * P, rows); }));
   std::printf("| transpose | %.1f |\n", back_to_back_us([&] { transpose(out, s1); }));
 
+  if (std::getenv("SIZES") != nullptr) {  // call 5: launch bounds at every benchmark size
+    std::printf("## 3. im2col at the benchmark sizes, 16 channels a thread (back to back)\n\n"
+                "| size | no bounds us | min 4 blocks | min 5 blocks | min 6 blocks |\n|---|---|---|---|---|\n");
+    const int sizes[][4] = {{2, 256, 64, 64}, {8, 512, 25, 34}, {2, 256, 50, 84}, {8, 256, 50, 84},
+                            {2, 256, 25, 42}, {8, 256, 25, 42}, {2, 64, 32, 32}};
+    for (const auto& z : sizes) {
+      Geometry g{z[0], z[1], z[2], z[3], z[2], z[3], 3, 3, 1, 1, 1, 1, 1, 1, 1};
+      const size_t pixels = size_t(z[0]) * z[2] * z[3];
+      std::vector<float> hx(pixels * z[1]), ho(pixels * 18);
+      for (auto& v : hx) v = normal(rng);
+      for (auto& v : ho) v = 2.f * normal(rng);
+      float *x, *o, *col;
+      CK(cudaMalloc(&x, hx.size() * 4));
+      CK(cudaMalloc(&o, ho.size() * 4));
+      CK(cudaMalloc(&col, pixels * z[1] * 9 * 4));
+      CK(cudaMemcpy(x, hx.data(), hx.size() * 4, cudaMemcpyHostToDevice));
+      CK(cudaMemcpy(o, ho.data(), ho.size() * 4, cudaMemcpyHostToDevice));
+      std::printf("| %dx%dx%dx%d |", z[0], z[1], z[2], z[3]);
+      for (int lb : {0, 4, 5, 6})
+        std::printf(" %.1f |", back_to_back_us([&] {
+          const int chunks = (z[1] + 15) / 16;
+          dim3 grid(unsigned((g.column_width() + 255) / 256), unsigned(chunks * 9));
+          if (lb == 0) im2col_plain<<<grid, 256, 0, s1>>>(x, o, g, chunks, col);
+          if (lb == 4) im2col_lb<4><<<grid, 256, 0, s1>>>(x, o, g, chunks, col);
+          if (lb == 5) im2col_lb<5><<<grid, 256, 0, s1>>>(x, o, g, chunks, col);
+          if (lb == 6) im2col_lb<6><<<grid, 256, 0, s1>>>(x, o, g, chunks, col);
+        }));
+      std::printf("\n");
+      CK(cudaFree(x));
+      CK(cudaFree(o));
+      CK(cudaFree(col));
+    }
+    return 0;
+  }
   sequential(out);
   CK(cudaDeviceSynchronize());
   std::vector<float> ref(size_t(n) * P * m), got(ref.size());

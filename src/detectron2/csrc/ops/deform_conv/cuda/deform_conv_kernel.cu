@@ -96,8 +96,18 @@ __device__ __forceinline__ int64_t task_count(const Geometry& g, int64_t chunks)
 // im2col on a 2-D grid: y walks the (deformable group, channel chunk, tap) tasks, x the
 // columns (image, pixel). A task is the same for a whole block, so a thread divides only
 // to locate its column, in 32-bit arithmetic where the call's indices fit (I = int32_t).
+// The 32-bit kernel's launch bounds (5 blocks of 256 an SM, at most 51 registers) made it
+// 5-12% faster at every benchmark size on an H200 than ptxas's own choice at the same
+// register count (benchmarks/results/h200-2026-12-03-session8, calls 4 and 5). The 64-bit
+// kernel would spill under them: 3 blocks (at most 85 registers) keeps it near the 72
+// registers it takes unbounded.
+template <typename I>
+constexpr int im2col_min_blocks() {
+  return std::is_same<I, int32_t>::value ? 5 : 3;
+}
+
 template <typename T, typename I>
-__global__ void im2col_kernel(const T* __restrict__ input, const T* __restrict__ offset, const T* __restrict__ mask,
+__global__ void __launch_bounds__(kThreads, im2col_min_blocks<I>()) im2col_kernel(const T* __restrict__ input, const T* __restrict__ offset, const T* __restrict__ mask,
                               Geometry g, I chunks, T* __restrict__ columns) {
   const I K = I(g.kernel_size()), P = I(g.out_pixels()), cg = I(g.group_channels());
   const I per = (cg + chunks - 1) / chunks;
