@@ -83,6 +83,16 @@ D2_HOST_DEVICE Corners<acc_t, I> corners_of(acc_t y, acc_t x, I height, I width)
   return c;
 }
 
+// Channels [begin, end) of chunk `chunk` of deformable group `dg`: the group's channels cut
+// into `chunks` runs of ceil(group_channels / chunks), the last ones shorter or empty.
+template <typename I>
+D2_HOST_DEVICE void chunk_channels(I dg, I chunk, I chunks, I group_channels, I* begin, I* end) {
+  const I per = (group_channels + chunks - 1) / chunks, group_end = (dg + 1) * group_channels;
+  const I first = dg * group_channels + chunk * per;
+  *begin = first < group_end ? first : group_end;
+  *end = *begin + per < group_end ? *begin + per : group_end;
+}
+
 // Bilinear weights of the four corners.
 template <typename acc_t, typename I>
 D2_HOST_DEVICE void corner_weights(const Corners<acc_t, I>& c, acc_t w[4]) {

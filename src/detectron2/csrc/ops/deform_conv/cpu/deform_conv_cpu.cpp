@@ -32,10 +32,7 @@ struct ChannelTasks {
   int64_t count(const Geometry& g) const { return g.deformable_groups * chunks_per_group; }
   void range(int64_t task, int64_t* dg, int64_t* c_begin, int64_t* c_end) const {
     *dg = task / chunks_per_group;
-    const int64_t chunk = task % chunks_per_group;
-    const int64_t per = (group_channels + chunks_per_group - 1) / chunks_per_group;
-    *c_begin = std::min(*dg * group_channels + chunk * per, (*dg + 1) * group_channels);
-    *c_end = std::min(*c_begin + per, (*dg + 1) * group_channels);
+    chunk_channels<int64_t>(*dg, task % chunks_per_group, chunks_per_group, group_channels, c_begin, c_end);
   }
 };
 

@@ -65,7 +65,7 @@ struct AtomicAdd {
   }
 };
 
-// The decomposition of a flat thread index shared by all kernels.
+// The decomposition of a flat thread index shared by the kernels other than im2col.
 struct TaskIndex {
   int64_t dg, c_begin, c_end, k, b, pixel;
 };
@@ -79,13 +79,8 @@ __device__ __forceinline__ TaskIndex task_of(const Geometry& g, int64_t chunks, 
   t.pixel = column % P;
   t.k = rest % K;
   rest /= K;
-  const int64_t chunk = rest % chunks;
   t.dg = rest / chunks;
-  const int64_t per = (cg + chunks - 1) / chunks;
-  const int64_t group_end = (t.dg + 1) * cg;
-  t.c_begin = t.dg * cg + chunk * per;
-  if (t.c_begin > group_end) t.c_begin = group_end;
-  t.c_end = t.c_begin + per < group_end ? t.c_begin + per : group_end;
+  chunk_channels<int64_t>(t.dg, rest % chunks, chunks, cg, &t.c_begin, &t.c_end);
   return t;
 }
 
@@ -107,15 +102,15 @@ constexpr int im2col_min_blocks() {
 }
 
 template <typename T, typename I>
-__global__ void __launch_bounds__(kThreads, im2col_min_blocks<I>()) im2col_kernel(const T* __restrict__ input, const T* __restrict__ offset, const T* __restrict__ mask,
-                              Geometry g, I chunks, T* __restrict__ columns) {
+__global__ void __launch_bounds__(kThreads, im2col_min_blocks<I>())
+    im2col_kernel(const T* __restrict__ input, const T* __restrict__ offset, const T* __restrict__ mask, Geometry g,
+                  I chunks, T* __restrict__ columns) {
   const I K = I(g.kernel_size()), P = I(g.out_pixels()), cg = I(g.group_channels());
-  const I per = (cg + chunks - 1) / chunks;
   const int64_t tasks = g.deformable_groups * int64_t(chunks) * K, width = g.column_width();
   for (int64_t task = blockIdx.y; task < tasks; task += gridDim.y) {
-    const I k = I(task % K), chunk = I(task / K % chunks), dg = I(task / K / chunks);
-    const I group_end = (dg + 1) * cg;
-    const I c_begin = min(dg * cg + chunk * per, group_end), c_end = min(c_begin + per, group_end);
+    const I k = I(task % K), dg = I(task / K / chunks);
+    I c_begin, c_end;
+    chunk_channels<I>(dg, I(task / K % chunks), chunks, cg, &c_begin, &c_end);
     if (c_begin >= c_end) continue;
     for (int64_t column = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; column < width;
          column += int64_t(blockDim.x) * gridDim.x) {
